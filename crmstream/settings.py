@@ -127,6 +127,7 @@ class Engine(Section):
         description="events held per customer while its reference record has not arrived"
     )
     unknown_customer_grace_seconds: PositiveInt
+    max_record_bytes: PositiveInt
     epoch_interval_seconds: PositiveFloat
     recovery_dir: str
     snapshot_interval_seconds: PositiveFloat
@@ -177,7 +178,52 @@ class Models(Section):
     churn_horizon_days: PositiveInt
     churn_snapshot_every_hours: PositiveInt
     churn_ledger_size: PositiveInt
+    offer_catalogue: str = Field(
+        description="offer catalogue TOML, relative to config/ or absolute"
+    )
+    offer_decline_cooldown_days: PositiveInt
     seed: int
+
+    def catalogue_path(self) -> Path:
+        path = Path(self.offer_catalogue)
+        return path if path.is_absolute() else CONFIG_DIR / path
+
+
+class Offer(Section):
+    product: str
+    kind: Literal["cross_sell", "retention"]
+    value: PositiveFloat
+    weight: PositiveFloat
+    segments: list[str]
+    channels: list[str]
+    consent: bool
+    min_age: int | None = None
+    max_age: int | None = None
+
+
+class OfferCatalogue(Section):
+    offers: dict[str, Offer]
+
+
+def load_offer_catalogue(path: Path) -> OfferCatalogue:
+    """Read and validate the offer catalogue (TOML); errors name the offer and key."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"models.offer_catalogue: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"models.offer_catalogue: {path} is not valid TOML: {exc}") from None
+    try:
+        return OfferCatalogue.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            describe_validation_error(exc).replace(
+                "invalid configuration", f"invalid offer catalogue {path}"
+            )
+        ) from None
 
 
 class Metrics(Section):

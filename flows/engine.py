@@ -1,0 +1,174 @@
+"""The engine's dataflow: Kafka in, per-customer profiles, sharded models, decisions, Redis out.
+
+kafka (4 topics) -> decode -> [bad -> dead-letter topic]
+  -> by customer: profile (dedupe, lateness, windows, ledgers) -> [late/dup -> dead-letter]
+  -> by model shard: score and learn (churn, anomaly, offers)
+  -> by customer: decide (alerts, stage, next-best-offer) -> Redis
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulBatchLogic
+
+from crmstream.settings import Settings, load_offer_catalogue
+from online_models.registry import build
+from online_models.shard import ModelChoice, ModelShard, shard_of
+from operators.decisions import DecisionConfig, DecisionLogic, DecisionState
+from operators.decode import DecodeLimits, decode
+from operators.profile import CustomerState, ProfileConfig, ProfileLogic
+from operators.records import DeadLetter, Event, Origin, ScoreRequest
+from sinks.dead_letter import DeadLetterSink
+from sinks.redis_sink import RedisSink
+
+S = TypeVar("S")
+
+
+class _KeyedStep(StatefulBatchLogic, Generic[S]):
+    """Per-key state driven by a plain function; snapshots are pickled bytes (an immutable copy)."""
+
+    def __init__(self, state: S, step: Callable[[S, Any], list]) -> None:
+        self.state = state
+        self.step = step
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        out: list = []
+        for value in values:
+            out.extend(self.step(self.state, value))
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _restore(resume: bytes | None, fresh: Callable[[], S]) -> S:
+    return fresh() if resume is None else pickle.loads(resume)
+
+
+def profile_config(settings: Settings) -> ProfileConfig:
+    engine, models = settings.engine, settings.models
+    return ProfileConfig(
+        allowed_lateness=float(engine.allowed_lateness_seconds),
+        duplicate_memory=engine.duplicate_memory,
+        pending_unknown_customer=engine.pending_unknown_customer,
+        unknown_customer_grace=float(engine.unknown_customer_grace_seconds),
+        own_bank_code=settings.bank.own_bank_code,
+        churn_horizon=models.churn_horizon_days * 86400.0,
+        churn_snapshot_every=models.churn_snapshot_every_hours * 3600.0,
+        churn_ledger_size=models.churn_ledger_size,
+    )
+
+
+def decision_config(settings: Settings) -> DecisionConfig:
+    return DecisionConfig(
+        alerts=settings.alerts,
+        lifecycle=settings.lifecycle,
+        catalogue=load_offer_catalogue(settings.models.catalogue_path()),
+        offer_decline_cooldown=settings.models.offer_decline_cooldown_days * 86400.0,
+        base_currency=settings.bank.base_currency,
+    )
+
+
+def model_choice(settings: Settings) -> ModelChoice:
+    choice = ModelChoice(
+        churn=settings.models.churn,
+        anomaly=settings.models.anomaly,
+        offers=settings.models.offers,
+        seed=settings.models.seed,
+    )
+    # Fail at start, naming the bad setting, rather than on the first event.
+    for role in ("churn", "anomaly", "offers"):
+        build(role, getattr(choice, role), choice.seed)
+    return choice
+
+
+def make_decoder(settings: Settings) -> Callable[[Any], Event | DeadLetter]:
+    kinds = settings.kafka.topics.inputs()
+    limits = DecodeLimits(
+        max_record_bytes=settings.engine.max_record_bytes,
+        max_amount=settings.engine.max_amount,
+        fx_rates=dict(settings.bank.fx_rates),
+    )
+
+    def decode_message(message: KafkaSourceMessage | KafkaError) -> Event | DeadLetter:
+        error = None
+        if isinstance(message, KafkaError):
+            error, message = message.err, message.msg
+        timestamp = message.timestamp[1] / 1000 if message.timestamp else 0.0
+        origin = Origin(message.topic, message.partition, message.offset, message.key, timestamp)
+        if error is not None:
+            return DeadLetter(
+                "dead_lettered", "broker_error", f"broker error: {error}", origin, message.value
+            )
+        return decode(kinds[message.topic], message.value, origin, limits)
+
+    return decode_message
+
+
+def build_flow(settings: Settings) -> Dataflow:
+    kafka = settings.kafka
+    client_config = kafka.client_config()
+    brokers = client_config.pop("bootstrap.servers").split(",")
+    decoder = make_decoder(settings)
+    profile_logic = ProfileLogic(profile_config(settings))
+    decision_logic = DecisionLogic(decision_config(settings))
+    choice = model_choice(settings)
+    offer_ids = decision_logic.offer_ids
+    shards = settings.engine.model_shards
+
+    flow = Dataflow("crmstream")
+    source = KafkaSource(
+        brokers,
+        list(kafka.topics.inputs()),
+        tail=True,
+        add_config=client_config,
+        batch_size=kafka.batch_size,
+        raise_on_errors=False,
+    )
+    raw = op.input("kafka_in", flow, source)
+    decoded = op.branch("valid", op.map("decode", raw, decoder), lambda r: isinstance(r, Event))
+
+    by_customer = op.key_on("by_customer", decoded.trues, lambda e: e.customer_id)
+    profiled = op.stateful_batch(
+        "profile",
+        by_customer,
+        lambda resume: _KeyedStep(_restore(resume, CustomerState), profile_logic.apply),
+    )
+    applied = op.branch(
+        "applied", op.key_rm("profile_out", profiled), lambda r: isinstance(r, ScoreRequest)
+    )
+
+    by_shard = op.key_on("by_shard", applied.trues, lambda r: shard_of(r.customer_id, shards))
+    scored = op.stateful_batch(
+        "models",
+        by_shard,
+        lambda resume: _KeyedStep(
+            _restore(resume, lambda: ModelShard(choice)),
+            lambda shard, request: [shard.handle(request, offer_ids)],
+        ),
+    )
+
+    back_to_customer = op.key_on(
+        "by_customer_again", op.key_rm("models_out", scored), lambda s: s.request.customer_id
+    )
+    decided = op.stateful_batch(
+        "decide",
+        back_to_customer,
+        lambda resume: _KeyedStep(
+            _restore(resume, DecisionState),
+            lambda state, s: [decision_logic.decide(state, s)],
+        ),
+    )
+    op.output("redis", op.key_rm("decide_out", decided), RedisSink(settings.redis))
+
+    dead = op.merge("dead_letters", decoded.falses, applied.falses)
+    op.output(
+        "dead_letter_topic", dead, DeadLetterSink(kafka.client_config(), kafka.topics.dead_letter)
+    )
+    return flow

@@ -1,0 +1,42 @@
+"""Churn risk: probability that a customer closes or goes dormant within the horizon."""
+
+from __future__ import annotations
+
+from river import compose, linear_model, optim, preprocessing
+
+
+class LogisticChurn:
+    """Standardised features into an online logistic regression.
+
+    Besides the probability it reports each feature's signed contribution to the log-odds,
+    which is what the reasons are written from.
+
+    >>> model = LogisticChurn()
+    >>> for _ in range(200):
+    ...     model.learn_one({"days_since_login": 30.0, "complaints_30d": 2.0}, True)
+    ...     model.learn_one({"days_since_login": 1.0, "complaints_30d": 0.0}, False)
+    >>> model.predict_proba_one({"days_since_login": 40.0, "complaints_30d": 3.0}) > 0.9
+    True
+    """
+
+    name = "logistic"
+
+    def __init__(self, learning_rate: float = 0.02, l2: float = 1e-4) -> None:
+        self.pipeline = compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2),
+        )
+        self.updates = 0
+
+    def predict_proba_one(self, x: dict[str, float]) -> float:
+        return self.pipeline.predict_proba_one(x).get(True, 0.0)
+
+    def learn_one(self, x: dict[str, float], y: bool) -> None:
+        self.pipeline.learn_one(x, y)
+        self.updates += 1
+
+    def contributions(self, x: dict[str, float]) -> dict[str, float]:
+        """Each feature's share of the log-odds (weight x standardised value)."""
+        scaled = self.pipeline["StandardScaler"].transform_one(x)
+        weights = self.pipeline["LogisticRegression"].weights
+        return {k: weights.get(k, 0.0) * v for k, v in scaled.items()}

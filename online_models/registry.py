@@ -1,0 +1,30 @@
+"""The model seam: which implementation serves each role is a configuration value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from online_models.anomaly import HalfSpaceTreesDetector
+from online_models.churn import LogisticChurn
+from online_models.offers import LogisticPerOffer
+
+CHURN: dict[str, Callable[[int], Any]] = {
+    "logistic": lambda seed: LogisticChurn(),
+}
+ANOMALY: dict[str, Callable[[int], Any]] = {
+    "half_space_trees": lambda seed: HalfSpaceTreesDetector(seed=seed),
+}
+OFFERS: dict[str, Callable[[int], Any]] = {
+    "logistic_per_offer": lambda seed: LogisticPerOffer(),
+}
+ROLES = {"churn": CHURN, "anomaly": ANOMALY, "offers": OFFERS}
+
+
+def build(role: str, name: str, seed: int) -> Any:
+    choices = ROLES[role]
+    if name not in choices:
+        raise ValueError(
+            f"models.{role} = {name!r} is not a known {role} model; choose one of {sorted(choices)}"
+        )
+    return choices[name](seed)

@@ -1,0 +1,77 @@
+"""One shard of model replicas: scores and learns for the customers hashed to it.
+
+Customers are spread over `engine.model_shards` shards, each holding its own churn,
+anomaly and offer models, so no single key or worker carries every event.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from online_models.registry import build
+from operators.reasons import anomaly_reasons, churn_reasons
+from operators.records import Scored, ScoreRequest
+
+
+def shard_of(customer_id: str, shards: int) -> str:
+    return str(zlib.crc32(customer_id.encode()) % shards)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    churn: str
+    anomaly: str
+    offers: str
+    seed: int
+
+
+class ModelShard:
+    """Holds the models of one shard; `handle` is score-then-learn over a batch."""
+
+    def __init__(self, choice: ModelChoice) -> None:
+        self.choice = choice
+        self.churn = build("churn", choice.churn, choice.seed)
+        self.anomaly = build("anomaly", choice.anomaly, choice.seed)
+        self.offers = build("offers", choice.offers, choice.seed)
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "churn": f"{self.choice.churn}@{self.churn.updates}",
+            "anomaly": f"{self.choice.anomaly}@{self.anomaly.updates}",
+            "offers": f"{self.choice.offers}@{self.offers.updates}",
+        }
+
+    def handle(self, request: ScoreRequest, offer_ids: tuple[str, ...]) -> Scored:
+        for model, x, label in request.labels:
+            if model == "churn":
+                self.churn.learn_one(x, label)
+            elif model == "offer":
+                offer_id, accepted = label
+                self.offers.learn_one(x, offer_id, accepted)
+
+        churn_x = request.churn_features
+        churn_risk = self.churn.predict_proba_one(churn_x)
+        reasons = churn_reasons(churn_x, self.churn.contributions(churn_x))
+
+        anomaly_score = None
+        anomaly_why: list[str] = []
+        if request.anomaly_features is not None:
+            x = request.anomaly_features
+            anomaly_score = self.anomaly.score_one(x)
+            self.anomaly.learn_one(x)
+            anomaly_why = anomaly_reasons(x)
+
+        propensities = {}
+        if request.offer_context is not None:
+            context = request.offer_context
+            propensities = {o: self.offers.propensity(context, o) for o in offer_ids}
+        return Scored(
+            request=request,
+            churn_risk=churn_risk,
+            churn_reasons=reasons,
+            anomaly_score=anomaly_score,
+            anomaly_reasons=anomaly_why,
+            offer_propensities=propensities,
+            model_versions=self.versions(),
+        )

@@ -1,0 +1,299 @@
+"""Per-customer decisions on top of the scores: alerts, lifecycle stage, next-best-offer.
+
+`DecisionLogic.decide(state, scored)` is a plain function: the alert rules with their
+hysteresis and cool-downs, the stage and value tier, and the offer arbitration, producing
+everything one event changes in Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from crmstream.settings import Alerts, Lifecycle, OfferCatalogue
+from operators.records import Alert, Output, Scored
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionConfig:
+    alerts: Alerts
+    lifecycle: Lifecycle
+    catalogue: OfferCatalogue
+    offer_decline_cooldown: float
+    base_currency: str
+
+
+class DecisionState:
+    """What a customer's decisions remember: alert hysteresis and cool-downs, offers."""
+
+    __slots__ = (
+        "anomaly_reasons",
+        "anomaly_score",
+        "churn_armed",
+        "declined",
+        "last_alert",
+        "next_offer",
+        "rm_id",
+    )
+
+    def __init__(self) -> None:
+        self.churn_armed = True
+        self.last_alert: dict[str, float] = {}
+        self.rm_id: str | None = None
+        self.anomaly_score: float | None = None
+        self.anomaly_reasons: list[str] = []
+        self.declined: dict[str, float] = {}
+        self.next_offer: tuple[str, float] | None = None
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+
+def alert_id(kind: str, customer_id: str, event_id: str) -> str:
+    """Deterministic, so that a replayed event yields the same id and is refused."""
+    digest = hashlib.blake2b(f"{kind}|{customer_id}|{event_id}".encode(), digest_size=10)
+    return digest.hexdigest()
+
+
+def value_tier(inflow_30d: float, tiers: dict[str, float]) -> str:
+    for name, minimum in sorted(tiers.items(), key=lambda kv: -kv[1]):
+        if inflow_30d >= minimum:
+            return name
+    return min(tiers, key=tiers.__getitem__)
+
+
+def _iso(at: float) -> str:
+    return (
+        datetime.fromtimestamp(at, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+class DecisionLogic:
+    def __init__(self, config: DecisionConfig) -> None:
+        self.config = config
+        self.offer_ids = tuple(config.catalogue.offers)
+
+    def decide(self, state: DecisionState, scored: Scored) -> Output:
+        request = scored.request
+        event = request.event
+        profile = request.profile
+        aggregates = profile["aggregates"]
+        alerts_config = self.config.alerts
+        at = event.event_time
+        rm_id = profile["rm_id"]
+        previous_rm = state.rm_id if state.rm_id not in (None, rm_id) else None
+        state.rm_id = rm_id
+
+        if scored.anomaly_score is not None:
+            state.anomaly_score = scored.anomaly_score
+            state.anomaly_reasons = scored.anomaly_reasons
+        tier = value_tier(aggregates["inflow_amount_30d"], self.config.lifecycle.value_tiers)
+        if event.kind == "interactions" and event.body["type"] == "offer_declined":
+            state.declined[event.body.get("offer_id") or ""] = at
+
+        scores = {"churn_risk": round(scored.churn_risk, 4)}
+        if state.anomaly_score is not None:
+            scores["anomaly_score"] = round(state.anomaly_score, 4)
+
+        candidates = list(self._alert_candidates(state, scored, tier, scores))
+        alerts = []
+        for kind, severity, reasons in candidates:
+            cooldown = alerts_config.cooldown_seconds.get(kind, 0)
+            last = state.last_alert.get(kind)
+            if last is not None and 0 <= at - last < cooldown:
+                continue
+            state.last_alert[kind] = at
+            alerts.append(
+                Alert(
+                    alert_id=alert_id(kind, event.customer_id, f"{event.kind}:{event.event_id}"),
+                    type=kind,
+                    severity=severity,
+                    customer_id=event.customer_id,
+                    rm_id=rm_id,
+                    event_time=at,
+                    reasons=tuple(reasons),
+                    scores=scores,
+                    event_id=event.event_id,
+                )
+            )
+
+        stage = self._stage(state, scored, profile)
+        offer = self._next_best_offer(state, scored, profile, at)
+        fields: dict[str, Any] = {
+            "customer_id": event.customer_id,
+            "segment": profile["segment"],
+            "rm_id": rm_id,
+            "branch_id": profile["branch_id"],
+            "stage": stage,
+            "value_tier": tier,
+            "churn_risk": scores["churn_risk"],
+            "churn_reasons": scored.churn_reasons,
+            "anomaly_score": scores.get("anomaly_score", ""),
+            "anomaly_reasons": state.anomaly_reasons,
+            "next_best_offer": offer[0] if offer else "",
+            "next_best_offer_propensity": round(offer[1], 4) if offer else "",
+            "model_versions": scored.model_versions,
+            "recency_days": profile["recency_days"],
+            "frequency_30d": profile["frequency_30d"],
+            "monetary_30d": profile["monetary_30d"],
+            "days_since_last_activity": profile["days_since_last_activity"],
+            "channel_mix_30d": profile["channel_mix_30d"],
+            "features": aggregates,
+            "products": profile["products"],
+            "marketing_consent": int(profile["marketing_consent"]),
+            "tenure_days": profile["tenure_days"],
+            "last_nps": "" if profile["last_nps"] is None else profile["last_nps"],
+            "updated_at": _iso(at),
+        }
+        return Output(
+            customer_id=event.customer_id,
+            rm_id=rm_id,
+            previous_rm_id=previous_rm,
+            profile=fields,
+            churn_risk=scored.churn_risk,
+            alerts=alerts,
+            event_time=at,
+            broker_time=event.origin.broker_time,
+            topic=event.origin.topic,
+            scores=scores,
+        )
+
+    def _alert_candidates(
+        self, state: DecisionState, scored: Scored, tier: str, scores: dict[str, float]
+    ):
+        config = self.config.alerts
+        event = scored.request.event
+        body = event.body
+        aggregates = scored.request.profile["aggregates"]
+        currency = self.config.base_currency
+
+        risk = scored.churn_risk
+        if state.churn_armed and risk >= config.churn_enter:
+            state.churn_armed = False
+            severity = "high" if risk >= (1 + config.churn_enter) / 2 else "medium"
+            yield "churn_risk", severity, [f"churn risk {risk:.2f}", *scored.churn_reasons]
+        elif not state.churn_armed and risk < config.churn_exit:
+            state.churn_armed = True
+
+        if event.kind == "transactions":
+            amount = body["amount"]
+            score = scored.anomaly_score
+            if (
+                score is not None
+                and score >= config.suspicious_score
+                and amount >= config.suspicious_min_amount
+            ):
+                severity = "high" if score >= (1 + config.suspicious_score) / 2 else "medium"
+                yield (
+                    "suspicious_transaction",
+                    severity,
+                    [
+                        f"anomaly score {score:.2f} on {amount:,.2f} {currency}",
+                        *scored.anomaly_reasons,
+                    ],
+                )
+            if body["direction"] == "credit" and amount >= config.large_inflow_amount:
+                # Averages exclude this inflow, which the profile already counts.
+                before = aggregates["inflow_amount_30d"] - amount
+                ratio = (
+                    f", {amount / (before / 30):.1f}x the 30-day daily average"
+                    if before > 0
+                    else ""
+                )
+                yield (
+                    "large_inflow",
+                    "medium",
+                    [f"inflow of {amount:,.0f} {currency}{ratio}", "investment opportunity"],
+                )
+            bank = body.get("counterparty_bank")
+            if (
+                body["kind"] == "transfer_out"
+                and bank is not None
+                and aggregates["external_outflow_amount_30d"] > 0
+                and amount >= config.large_outflow_amount
+            ):
+                yield (
+                    "large_outflow_external",
+                    "high" if amount >= 3 * config.large_outflow_amount else "medium",
+                    [
+                        f"transfer of {amount:,.0f} {currency} to another bank ({bank})",
+                        "possible move to a competitor",
+                    ],
+                )
+        elif (
+            event.kind == "interactions"
+            and body["type"] == "complaint"
+            and tier in config.high_value_tiers
+        ):
+            severity_level = body.get("severity") or 3
+            yield (
+                "high_value_complaint",
+                "high" if severity_level >= 4 else "medium",
+                [
+                    f"complaint of severity {severity_level}/5 via {body['channel']}",
+                    f"{tier} customer",
+                ],
+            )
+
+    def _stage(self, state: DecisionState, scored: Scored, profile: dict[str, Any]) -> str:
+        lifecycle = self.config.lifecycle
+        aggregates = profile["aggregates"]
+        if profile["closed"]:
+            return "closed"
+        if profile["days_since_last_activity"] >= lifecycle.dormant_after_days:
+            return "dormant"
+        if profile["closure_requested"] or not state.churn_armed:
+            return "at_risk"
+        if profile["tenure_days"] < lifecycle.new_customer_days:
+            return "new"
+        inflow_7d, inflow_30d = aggregates["inflow_amount_7d"], aggregates["inflow_amount_30d"]
+        if inflow_30d > 0 and (inflow_7d / 7) / (inflow_30d / 30) >= lifecycle.growing_inflow_ratio:
+            return "growing"
+        return "mature"
+
+    def _next_best_offer(
+        self, state: DecisionState, scored: Scored, profile: dict[str, Any], at: float
+    ) -> tuple[str, float] | None:
+        """Eligible offer with the best propensity x value x weight; retention first at risk."""
+        if not scored.offer_propensities:
+            return state.next_offer
+        if not profile["marketing_consent"] or profile["closed"]:
+            state.next_offer = None
+            return None
+        held = set(profile["products"])
+        segment = profile["segment"]
+        at_risk = scored.churn_risk >= self.config.alerts.churn_exit
+        cooldown = self.config.offer_decline_cooldown
+        best: tuple[bool, float, str, float] | None = None
+        for offer_id, offer in self.config.catalogue.offers.items():
+            if offer.product in held or (offer.segments and segment not in offer.segments):
+                continue
+            age = profile["age"]
+            if age is not None and not (offer.min_age or 0) <= age <= (offer.max_age or 200):
+                continue
+            if offer.kind == "retention" and not at_risk:
+                continue
+            declined = state.declined.get(offer_id)
+            if declined is not None and at - declined < cooldown:
+                continue
+            propensity = scored.offer_propensities.get(offer_id, 0.0)
+            rank = (
+                offer.kind == "retention",
+                propensity * offer.value * offer.weight,
+                offer_id,
+                propensity,
+            )
+            if best is None or rank[:2] > best[:2]:
+                best = rank
+        state.next_offer = (best[2], best[3]) if best else None
+        return state.next_offer

@@ -1,0 +1,466 @@
+"""The live customer profile: one compact state per customer, updated by every event.
+
+`ProfileLogic.apply(state, event)` is the whole per-customer step as a plain function over
+plain data: it applies each event once, in event time, and returns what the model step
+needs (a ScoreRequest) or why the event could not be applied (a DeadLetter).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from array import array
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from operators.records import DeadLetter, Event, ScoreRequest
+from operators.windows import (
+    CHANNELS,
+    CREDIT,
+    DEBIT,
+    EXTERNAL_DEBIT,
+    SPEND,
+    RollingWindows,
+    complaint_code,
+    contact_code,
+    login_code,
+)
+
+DAY = 86400.0
+SPEND_KINDS = frozenset({"card_present", "card_online", "atm", "bill_payment", "direct_debit"})
+_MERCHANT_MEMORY = 48
+_DEVICE_MEMORY = 8
+_COUNTRY_MEMORY = 8
+_OFFER_MEMORY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    allowed_lateness: float
+    duplicate_memory: int
+    pending_unknown_customer: int
+    unknown_customer_grace: float
+    own_bank_code: str
+    churn_horizon: float
+    churn_snapshot_every: float
+    churn_ledger_size: int
+
+
+def stable_hash(text: str) -> int:
+    """A 32-bit hash that is the same in every process (Python's hash() is salted)."""
+    return zlib.crc32(text.encode())
+
+
+def _remember(ring: array, value: int, capacity: int) -> bool:
+    """Add value to a small most-recent-first memory; True when it was new."""
+    if value in ring:
+        return False
+    if len(ring) >= capacity:
+        del ring[0]
+    ring.append(value)
+    return True
+
+
+class CustomerState:
+    """Everything the engine keeps about one customer between events."""
+
+    __slots__ = (
+        "churn_ledger",
+        "closed_at",
+        "closure_requested_at",
+        "countries",
+        "devices",
+        "first_seen",
+        "last_activity",
+        "last_login",
+        "last_new_device",
+        "last_nps",
+        "last_password_reset",
+        "last_snapshot",
+        "last_transaction",
+        "lifetime_amount",
+        "lifetime_count",
+        "merchants",
+        "offers_shown",
+        "pending",
+        "reference",
+        "seen",
+        "windows",
+    )
+
+    def __init__(self) -> None:
+        self.reference: dict[str, Any] | None = None
+        self.windows = RollingWindows()
+        self.seen = array("L")
+        self.merchants = array("L")
+        self.devices = array("L")
+        self.countries: tuple[str, ...] = ()
+        self.first_seen: float | None = None
+        self.last_activity: float | None = None
+        self.last_transaction: float | None = None
+        self.last_login: float | None = None
+        self.last_password_reset: float | None = None
+        self.last_new_device: float | None = None
+        self.last_nps: int | None = None
+        self.lifetime_count = 0
+        self.lifetime_amount = 0.0
+        self.closure_requested_at: float | None = None
+        self.closed_at: float | None = None
+        self.last_snapshot: float | None = None
+        self.churn_ledger: list[tuple[float, dict[str, float]]] = []
+        self.offers_shown: dict[str, tuple[float, dict[str, float]]] = {}
+        self.pending: list[Event] = []
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+
+def _days(seconds: float | None, now: float, cap: float = 365.0) -> float:
+    return cap if seconds is None else min(cap, max(0.0, (now - seconds) / DAY))
+
+
+def _ratio(short: float, short_days: float, long: float, long_days: float) -> float:
+    """Rate over the short window relative to the rate over the long one (1 = steady)."""
+    long_rate = long / long_days
+    return (short / short_days) / long_rate if long_rate > 0 else (1.0 if short == 0 else 2.0)
+
+
+class ProfileLogic:
+    """Applies events to a CustomerState; configured once, called per event."""
+
+    def __init__(self, config: ProfileConfig) -> None:
+        self.config = config
+
+    def apply(self, state: CustomerState, event: Event) -> list[ScoreRequest | DeadLetter]:
+        seen_key = stable_hash(f"{event.kind}:{event.event_id}")
+        if seen_key in state.seen:
+            return [
+                DeadLetter(
+                    "duplicate",
+                    "duplicate",
+                    f"duplicate {event.kind} event_id {event.event_id!r}: already applied",
+                    event.origin,
+                    event.raw,
+                )
+            ]
+        if event.kind in ("transactions", "interactions"):
+            latest = state.windows.latest
+            if event.event_time < latest - self.config.allowed_lateness:
+                behind = latest - event.event_time
+                return [
+                    DeadLetter(
+                        "late",
+                        "late",
+                        f"event time is {behind:.0f} s behind the customer's latest event, "
+                        f"beyond the allowed lateness of {self.config.allowed_lateness:.0f} s",
+                        event.origin,
+                        event.raw,
+                    )
+                ]
+        if state.reference is None and event.kind != "customers":
+            return self._hold_for_reference(state, event)
+        _remember(state.seen, seen_key, self.config.duplicate_memory)
+        out: list[ScoreRequest | DeadLetter] = [self._apply_known(state, event)]
+        if event.kind == "customers" and state.pending:
+            pending, state.pending = state.pending, []
+            for held in sorted(pending, key=lambda e: e.event_time):
+                out.extend(self.apply(state, held))
+        return out
+
+    def _hold_for_reference(
+        self, state: CustomerState, event: Event
+    ) -> list[ScoreRequest | DeadLetter]:
+        """Keep events of a customer whose reference record has not arrived yet, for a while."""
+        state.pending.append(event)
+        newest = max(e.event_time for e in state.pending)
+        expired = [
+            e for e in state.pending if newest - e.event_time > self.config.unknown_customer_grace
+        ]
+        overflow = len(state.pending) - len(expired) - self.config.pending_unknown_customer
+        if overflow > 0:
+            keep = sorted(
+                (e for e in state.pending if e not in expired), key=lambda e: e.event_time
+            )
+            expired.extend(keep[:overflow])
+        if not expired:
+            return []
+        state.pending = [e for e in state.pending if e not in expired]
+        return [
+            DeadLetter(
+                "dead_lettered",
+                "unknown_customer",
+                f"unknown customer {e.customer_id!r}: no record on the customers topic "
+                f"within {self.config.unknown_customer_grace:.0f} s of event time "
+                f"or {self.config.pending_unknown_customer} held events",
+                e.origin,
+                e.raw,
+            )
+            for e in expired
+        ]
+
+    def _apply_known(self, state: CustomerState, event: Event) -> ScoreRequest:
+        body = event.body
+        at = event.event_time
+        labels: list[tuple[str, dict[str, float], Any]] = []
+        anomaly = None
+        offer_context = None
+        if state.first_seen is None or at < state.first_seen:
+            state.first_seen = at
+        kind = event.kind
+        if kind == "customers":
+            self._apply_reference(state, body, at)
+        elif kind == "transactions":
+            anomaly = self._apply_transaction(state, body, at)
+        elif kind == "interactions":
+            offer_context, label = self._apply_interaction(state, body, at)
+            if label:
+                labels.append(label)
+        elif body["type"] == "account_closed":
+            state.closed_at = at
+            labels.extend(("churn", features, True) for _, features in state.churn_ledger)
+            state.churn_ledger = []
+
+        now = max(state.windows.latest, at)
+        if offer_context is None and kind in ("interactions", "customers"):
+            offer_context = offer_features(state, now)
+        churn = churn_features(state, now)
+        labels.extend(self._resolve_and_snapshot_churn(state, now, churn))
+        return ScoreRequest(
+            customer_id=event.customer_id,
+            event=event,
+            profile=profile_fields(state, now),
+            churn_features=churn,
+            anomaly_features=anomaly,
+            offer_context=offer_context,
+            labels=labels,
+        )
+
+    @staticmethod
+    def _apply_reference(state: CustomerState, body: dict[str, Any], at: float) -> None:
+        if state.reference is not None and state.reference["record_time"] > at:
+            return  # an older record than the one we hold: the latest wins
+        joined: date = body["joined_on"]
+        state.reference = {
+            "segment": body["segment"],
+            "rm_id": body["rm_id"],
+            "branch_id": body["branch_id"],
+            "products": tuple(sorted(set(body["products"]))),
+            "marketing_consent": body["marketing_consent"],
+            "joined_at": datetime(
+                joined.year, joined.month, joined.day, tzinfo=timezone.utc
+            ).timestamp(),
+            "birth_year": body.get("birth_year"),
+            "record_time": at,
+        }
+
+    def _apply_transaction(
+        self, state: CustomerState, body: dict[str, Any], at: float
+    ) -> dict[str, float]:
+        windows = state.windows
+        amount = body["amount"]
+        # Features describe the transaction against the behaviour *before* it.
+        features = anomaly_features(state, body, at)
+        if body["direction"] == "credit":
+            code = CREDIT
+        elif body["kind"] in SPEND_KINDS:
+            code = SPEND
+        elif body.get("counterparty_bank") not in (None, self.config.own_bank_code):
+            code = EXTERNAL_DEBIT
+        else:
+            code = DEBIT
+        windows.add(at, code, amount)
+        if body.get("merchant_id"):
+            _remember(state.merchants, stable_hash(body["merchant_id"]), _MERCHANT_MEMORY)
+        if body.get("device_id"):
+            _remember(state.devices, stable_hash(body["device_id"]), _DEVICE_MEMORY)
+        if body["country"] not in state.countries:
+            state.countries = (*state.countries, body["country"])[-_COUNTRY_MEMORY:]
+        state.lifetime_count += 1
+        state.lifetime_amount += amount
+        state.last_transaction = max(state.last_transaction or at, at)
+        state.last_activity = max(state.last_activity or at, at)
+        return features
+
+    def _apply_interaction(
+        self, state: CustomerState, body: dict[str, Any], at: float
+    ) -> tuple[dict[str, float] | None, tuple[str, dict[str, float], Any] | None]:
+        kind, channel = body["type"], body["channel"]
+        offer_context = None
+        label = None
+        if kind == "login":
+            state.windows.add(at, login_code(channel))
+            state.last_login = max(state.last_login or at, at)
+            device = body.get("device_id")
+            known_before = len(state.devices)
+            if device and _remember(state.devices, stable_hash(device), _DEVICE_MEMORY) and known_before:
+                state.last_new_device = at
+        elif kind == "complaint":
+            state.windows.add(at, complaint_code(channel), float(body.get("severity") or 3))
+        else:
+            state.windows.add(at, contact_code(channel))
+        if kind == "survey" and body.get("nps") is not None:
+            state.last_nps = body["nps"]
+        elif kind == "password_reset":
+            state.last_password_reset = at
+        elif kind == "closure_request":
+            state.closure_requested_at = at
+        elif kind == "offer_impression" and body.get("offer_id"):
+            offer_context = offer_features(state, at)
+            state.offers_shown[body["offer_id"]] = (at, offer_context)
+            if len(state.offers_shown) > _OFFER_MEMORY:
+                oldest = min(state.offers_shown, key=lambda k: state.offers_shown[k][0])
+                del state.offers_shown[oldest]
+        elif kind in ("offer_accepted", "offer_declined") and body.get("offer_id"):
+            shown = state.offers_shown.pop(body["offer_id"], None)
+            if shown is not None:
+                label = ("offer", shown[1], (body["offer_id"], kind == "offer_accepted"))
+        state.last_activity = max(state.last_activity or at, at)
+        return offer_context, label
+
+    def _resolve_and_snapshot_churn(
+        self, state: CustomerState, now: float, features: dict[str, float]
+    ) -> list[tuple[str, dict[str, float], Any]]:
+        """Delayed churn labels: a snapshot is a non-churner once the horizon passed quietly.
+
+        Snapshots are taken at most every `churn_snapshot_every` of event time and learned
+        from only when their label is known, so no label is ever used before its time.
+        """
+        horizon = self.config.churn_horizon
+        resolved = [(t, f) for t, f in state.churn_ledger if now - t >= horizon]
+        if resolved:
+            state.churn_ledger = [(t, f) for t, f in state.churn_ledger if now - t < horizon]
+        labels = [("churn", f, False) for _, f in resolved]
+        if state.closed_at is None and (
+            state.last_snapshot is None
+            or now - state.last_snapshot >= self.config.churn_snapshot_every
+        ):
+            state.last_snapshot = now
+            state.churn_ledger.append((now, features))
+            if len(state.churn_ledger) > self.config.churn_ledger_size:
+                del state.churn_ledger[0]
+        return labels
+
+
+def churn_features(state: CustomerState, now: float) -> dict[str, float]:
+    w = state.windows
+    ref = state.reference or {}
+    logins_7d, logins_30d = w.total("7d", "logins"), w.total("30d", "logins")
+    inflow_7d, inflow_30d = w.total("7d", "inflow_amount"), w.total("30d", "inflow_amount")
+    outflow_30d = w.total("30d", "outflow_amount")
+    spend_7d, spend_30d = w.total("7d", "spend_count"), w.total("30d", "spend_count")
+    features = {
+        "logins_30d": logins_30d,
+        "login_trend": _ratio(logins_7d, 7, logins_30d, 30),
+        "spend_trend": _ratio(spend_7d, 7, spend_30d, 30),
+        "inflow_trend": _ratio(inflow_7d, 7, inflow_30d, 30),
+        "log_inflow_30d": math.log1p(inflow_30d),
+        "log_outflow_30d": math.log1p(outflow_30d),
+        "external_outflow_share": w.total("30d", "external_outflow_amount") / outflow_30d
+        if outflow_30d > 0
+        else 0.0,
+        "net_flow_ratio": (inflow_30d - outflow_30d) / (inflow_30d + outflow_30d + 1.0),
+        "complaints_30d": w.total("30d", "complaints"),
+        "complaint_severity_30d": w.total("30d", "complaint_severity"),
+        "days_since_login": _days(state.last_login, now, 90.0),
+        "days_since_transaction": _days(state.last_transaction, now, 90.0),
+        "nps": float(state.last_nps) if state.last_nps is not None else 7.0,
+        "nps_known": 0.0 if state.last_nps is None else 1.0,
+        "closure_requested": 1.0 if state.closure_requested_at is not None else 0.0,
+        "tenure_years": _days(ref.get("joined_at"), now, 50 * 365.0) / 365.0,
+        "products_held": float(len(ref.get("products", ()))),
+    }
+    features[f"segment_{ref.get('segment', 'unknown')}"] = 1.0
+    return features
+
+
+def anomaly_features(state: CustomerState, body: dict[str, Any], at: float) -> dict[str, float]:
+    """The transaction against the customer's own recent behaviour, before it is counted."""
+    w = state.windows
+    amount = body["amount"]
+    spend_count = w.total("30d", "spend_count")
+    usual = w.total("30d", "spend_amount") / spend_count if spend_count else 0.0
+    merchant = body.get("merchant_id")
+    device = body.get("device_id")
+    hour = datetime.fromtimestamp(at, tz=timezone.utc).hour
+    return {
+        "log_amount": math.log1p(amount),
+        "amount_vs_usual": min(50.0, amount / usual) if usual > 0 else 1.0,
+        "new_merchant": 1.0
+        if merchant and len(state.merchants) >= 3 and stable_hash(merchant) not in state.merchants
+        else 0.0,
+        "new_country": 1.0 if state.countries and body["country"] not in state.countries else 0.0,
+        "new_device": 1.0
+        if device and state.devices and stable_hash(device) not in state.devices
+        else 0.0,
+        "online": 1.0 if body["kind"] == "card_online" else 0.0,
+        "night": 1.0 if hour < 6 else 0.0,
+        "count_1h": min(50.0, w.total("1h", "spend_count")),
+        "log_amount_1h": math.log1p(w.total("1h", "spend_amount")),
+        "count_24h": min(200.0, w.total("24h", "spend_count")),
+        "hours_since_password_reset": min(
+            72.0, (at - state.last_password_reset) / 3600 if state.last_password_reset else 72.0
+        ),
+        "hours_since_new_device": min(
+            72.0, (at - state.last_new_device) / 3600 if state.last_new_device else 72.0
+        ),
+        "usual_amount": usual,
+    }
+
+
+def offer_features(state: CustomerState, now: float) -> dict[str, float]:
+    """Context for offer propensity: who the customer is and how they use the bank."""
+    w = state.windows
+    ref = state.reference or {}
+    features = {
+        "log_inflow_30d": math.log1p(w.total("30d", "inflow_amount")),
+        "log_spend_30d": math.log1p(w.total("30d", "spend_amount")),
+        "foreign_countries": float(max(0, len(state.countries) - 1)),
+        "logins_30d": min(100.0, w.total("30d", "logins")),
+        "tenure_years": _days(ref.get("joined_at"), now, 50 * 365.0) / 365.0,
+        "products_held": float(len(ref.get("products", ()))),
+        "age": float(datetime.fromtimestamp(now, tz=timezone.utc).year - ref["birth_year"])
+        if ref.get("birth_year")
+        else 40.0,
+    }
+    features[f"segment_{ref.get('segment', 'unknown')}"] = 1.0
+    return features
+
+
+def profile_fields(state: CustomerState, now: float) -> dict[str, Any]:
+    """The customer-facing profile: aggregates, RFM, channel mix, recency."""
+    w = state.windows
+    ref = state.reference or {}
+    totals = w.as_dict()
+    contacts = {c: totals[f"contacts_{c}_30d"] for c in CHANNELS}
+    all_contacts = sum(contacts.values())
+    return {
+        "segment": ref.get("segment", ""),
+        "rm_id": ref.get("rm_id", ""),
+        "branch_id": ref.get("branch_id", ""),
+        "products": list(ref.get("products", ())),
+        "marketing_consent": bool(ref.get("marketing_consent", False)),
+        "tenure_days": round(_days(ref.get("joined_at"), now, 100 * 365.0), 1),
+        "age": datetime.fromtimestamp(now, tz=timezone.utc).year - ref["birth_year"]
+        if ref.get("birth_year")
+        else None,
+        "aggregates": totals,
+        "recency_days": round(_days(state.last_transaction, now, 365.0), 2),
+        "frequency_30d": totals["spend_count_30d"],
+        "monetary_30d": totals["spend_amount_30d"],
+        "lifetime_transactions": state.lifetime_count,
+        "lifetime_amount": round(state.lifetime_amount, 2),
+        "channel_mix_30d": {c: round(n / all_contacts, 3) for c, n in contacts.items() if n}
+        if all_contacts
+        else {},
+        "days_since_last_activity": round(_days(state.last_activity, now, 365.0), 2),
+        "last_activity_at": state.last_activity,
+        "last_nps": state.last_nps,
+        "closure_requested": state.closure_requested_at is not None,
+        "closed": state.closed_at is not None,
+        "open_complaints_30d": totals["complaints_30d"],
+    }

@@ -1,0 +1,101 @@
+"""Plain data that flows between the operators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record was read from, so a dead letter can point back at it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    broker_time: float
+    """Kafka message timestamp (epoch seconds): when the event entered the bus."""
+
+
+@dataclass(slots=True)
+class Event:
+    """A validated input event."""
+
+    kind: str
+    """transactions | interactions | outcomes | customers"""
+    customer_id: str
+    event_id: str
+    event_time: float
+    body: dict[str, Any]
+    origin: Origin
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record the engine could not apply, with the reason, bound for the dead-letter topic."""
+
+    outcome: str
+    """dead_lettered | late | duplicate: the `outcome` label of the events metric."""
+    reason_code: str
+    reason: str
+    origin: Origin
+    raw: bytes | None
+
+
+@dataclass(slots=True)
+class ScoreRequest:
+    """What the profile step asks of the model shard for one event."""
+
+    customer_id: str
+    event: Event
+    profile: dict[str, Any]
+    """Snapshot of the live profile after the event: features and reference data."""
+    churn_features: dict[str, float]
+    anomaly_features: dict[str, float] | None
+    offer_context: dict[str, float] | None
+    labels: list[tuple[str, dict[str, float], Any]] = field(default_factory=list)
+    """(model, features, label) examples resolved by this event, to learn from."""
+
+
+@dataclass(slots=True)
+class Scored:
+    """A ScoreRequest with the models' answers."""
+
+    request: ScoreRequest
+    churn_risk: float
+    churn_reasons: list[str]
+    anomaly_score: float | None
+    anomaly_reasons: list[str]
+    offer_propensities: dict[str, float]
+    model_versions: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    alert_id: str
+    type: str
+    severity: str
+    customer_id: str
+    rm_id: str
+    event_time: float
+    reasons: tuple[str, ...]
+    scores: dict[str, float]
+    event_id: str
+
+
+@dataclass(slots=True)
+class Output:
+    """Everything one event changes in Redis."""
+
+    customer_id: str
+    rm_id: str
+    previous_rm_id: str | None
+    profile: dict[str, Any]
+    churn_risk: float
+    alerts: list[Alert]
+    event_time: float
+    broker_time: float
+    topic: str
+    scores: dict[str, float] = field(default_factory=dict)

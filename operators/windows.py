@@ -1,0 +1,181 @@
+"""Exact sliding event-time windows per customer, in a few compact arrays.
+
+Each applied event is kept once in a time-ordered log (time, contribution code, amount)
+for as long as the longest window needs it; every window keeps running totals and the
+index of its first event in the log. A new event updates the totals of the windows it
+falls into and expires what slid out. Events out of order are inserted at their place, so
+the totals are exact for any order of arrival within the lateness the caller allows.
+
+Memory is bounded by the events of the longest window (30 days), stored as 17 bytes
+each, plus 4 x 16 running totals: the state is small enough for millions of customers.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+
+WINDOWS: tuple[tuple[str, int], ...] = (
+    ("1h", 3600),
+    ("24h", 86400),
+    ("7d", 7 * 86400),
+    ("30d", 30 * 86400),
+)
+WINDOW_NAMES = tuple(name for name, _ in WINDOWS)
+_SPANS = tuple(span for _, span in WINDOWS)
+
+CHANNELS = ("mobile_app", "web", "branch", "call_centre", "chatbot", "email", "social")
+
+METRICS: tuple[str, ...] = (
+    "spend_count",
+    "spend_amount",
+    "inflow_count",
+    "inflow_amount",
+    "outflow_count",
+    "outflow_amount",
+    "external_outflow_amount",
+    "complaints",
+    "complaint_severity",
+    "logins",
+    *(f"contacts_{channel}" for channel in CHANNELS),
+)
+_M = {name: i for i, name in enumerate(METRICS)}
+N_METRICS = len(METRICS)
+
+
+def _contributions(*names: str) -> tuple[tuple[int, bool], ...]:
+    """(metric index, adds the amount rather than 1) for each metric a code touches."""
+    return tuple((_M[name], name.endswith("amount") or name.endswith("severity")) for name in names)
+
+
+# Contribution codes: what one event adds. The code table is append-only (codes are stored
+# in recovery snapshots).
+CODES: list[tuple[tuple[int, bool], ...]] = [
+    _contributions("spend_count", "spend_amount", "outflow_count", "outflow_amount"),
+    _contributions("outflow_count", "outflow_amount"),
+    _contributions("outflow_count", "outflow_amount", "external_outflow_amount"),
+    _contributions("inflow_count", "inflow_amount"),
+]
+SPEND, DEBIT, EXTERNAL_DEBIT, CREDIT = range(4)
+_CONTACT_BASE = len(CODES)
+CODES.extend(_contributions(f"contacts_{c}") for c in CHANNELS)
+_LOGIN_BASE = len(CODES)
+CODES.extend(_contributions(f"contacts_{c}", "logins") for c in CHANNELS)
+_COMPLAINT_BASE = len(CODES)
+CODES.extend(_contributions(f"contacts_{c}", "complaints", "complaint_severity") for c in CHANNELS)
+
+
+def contact_code(channel: str) -> int:
+    return _CONTACT_BASE + CHANNELS.index(channel)
+
+
+def login_code(channel: str) -> int:
+    return _LOGIN_BASE + CHANNELS.index(channel)
+
+
+def complaint_code(channel: str) -> int:
+    return _COMPLAINT_BASE + CHANNELS.index(channel)
+
+
+class RollingWindows:
+    """Running totals of METRICS over the sliding WINDOWS ending at the latest event time.
+
+    >>> w = RollingWindows()
+    >>> w.add(1_000_000.0, SPEND, 40.0)
+    >>> w.add(1_000_000.0 + 7200, SPEND, 10.0)
+    >>> w.total("1h", "spend_amount"), w.total("24h", "spend_amount")
+    (10.0, 50.0)
+    """
+
+    __slots__ = ("amounts", "codes", "latest", "starts", "times", "totals")
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.codes = array("B")
+        self.amounts = array("d")
+        self.starts = array("l", [0] * len(WINDOWS))
+        self.totals = array("d", [0.0] * (len(WINDOWS) * N_METRICS))
+        self.latest = float("-inf")
+
+    def _apply(self, window: int, code: int, amount: float, sign: float) -> None:
+        base = window * N_METRICS
+        totals = self.totals
+        for metric, uses_amount in CODES[code]:
+            totals[base + metric] += sign * (amount if uses_amount else 1.0)
+
+    def add(self, at: float, code: int, amount: float = 0.0) -> None:
+        """Count one event at event time `at`; the caller has already rejected late ones."""
+        times = self.times
+        position = bisect_right(times, at)
+        times.insert(position, at)
+        self.codes.insert(position, code)
+        self.amounts.insert(position, amount)
+        latest = max(self.latest, at)
+        for window, span in enumerate(_SPANS):
+            if at > latest - span:
+                self._apply(window, code, amount, 1.0)
+            else:
+                # Before this window: it landed at or before the window's first index.
+                self.starts[window] += 1
+        if latest > self.latest:
+            self.latest = latest
+            self._expire()
+
+    def _expire(self) -> None:
+        times, codes, amounts, starts = self.times, self.codes, self.amounts, self.starts
+        count = len(times)
+        for window, span in enumerate(_SPANS):
+            horizon = self.latest - span
+            start = starts[window]
+            while start < count and times[start] <= horizon:
+                self._apply(window, codes[start], amounts[start], -1.0)
+                start += 1
+            if start == count:
+                # Nothing left in the window: clear rounding residue from add/subtract.
+                base = window * N_METRICS
+                self.totals[base : base + N_METRICS] = array("d", [0.0] * N_METRICS)
+            starts[window] = start
+        oldest_needed = starts[-1]
+        if oldest_needed >= 64:
+            del times[:oldest_needed], codes[:oldest_needed], amounts[:oldest_needed]
+            for window in range(len(_SPANS)):
+                starts[window] -= oldest_needed
+
+    def total(self, window: str, metric: str) -> float:
+        return self.totals[WINDOW_NAMES.index(window) * N_METRICS + _M[metric]]
+
+    def as_dict(self) -> dict[str, float]:
+        """Every total, named `<metric>_<window>`, rounded to cents."""
+        out: dict[str, float] = {}
+        totals = self.totals
+        for window, name in enumerate(WINDOW_NAMES):
+            base = window * N_METRICS
+            for metric, metric_name in enumerate(METRICS):
+                out[f"{metric_name}_{name}"] = round(totals[base + metric], 2)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getstate__(self) -> tuple:
+        return (
+            self.times.tobytes(),
+            self.codes.tobytes(),
+            self.amounts.tobytes(),
+            self.starts.tolist(),
+            self.totals.tobytes(),
+            self.latest,
+        )
+
+    def __setstate__(self, state: tuple) -> None:
+        times, codes, amounts, starts, totals, latest = state
+        self.times = array("d")
+        self.times.frombytes(times)
+        self.codes = array("B")
+        self.codes.frombytes(codes)
+        self.amounts = array("d")
+        self.amounts.frombytes(amounts)
+        self.starts = array("l", starts)
+        self.totals = array("d")
+        self.totals.frombytes(totals)
+        self.latest = latest

@@ -1,0 +1,71 @@
+"""Prometheus metrics of the engine, served on /metrics by each process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# Event-time latency spans seconds to hours (late data); ingest latency is milliseconds.
+_EVENT_TIME_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+_INGEST_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+EVENTS = Counter(
+    "crmstream_events_total",
+    "Input events by topic and outcome (ok, dead_lettered, late, duplicate).",
+    ["topic", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "crmstream_dead_letters_total",
+    "Records sent to the dead-letter topic, by source topic and reason code.",
+    ["topic", "reason"],
+)
+EVENT_TIME_LATENCY = Histogram(
+    "crmstream_event_time_to_redis_seconds",
+    "From an event's own event time to its effect being written to Redis.",
+    buckets=_EVENT_TIME_BUCKETS,
+)
+INGEST_LATENCY = Histogram(
+    "crmstream_ingest_to_redis_seconds",
+    "From the event's arrival on the broker (message timestamp) to its effect in Redis.",
+    buckets=_INGEST_BUCKETS,
+)
+REDIS_WRITE_ERRORS = Counter(
+    "crmstream_redis_write_errors_total", "Redis pipeline writes that failed (each is retried)."
+)
+REDIS_RETRIES = Counter(
+    "crmstream_redis_retries_total", "Retries of Redis pipeline writes after an error."
+)
+REDIS_UP = Gauge("crmstream_redis_up", "1 when the last Redis write succeeded, 0 while failing.")
+REDIS_BATCH_SECONDS = Histogram(
+    "crmstream_redis_write_batch_seconds",
+    "Time to write one batch to Redis, retries included.",
+    buckets=_INGEST_BUCKETS,
+)
+ALERTS = Counter(
+    "crmstream_alerts_total", "Alerts emitted to RMs, by type and severity.", ["type", "severity"]
+)
+ALERTS_SUPPRESSED = Counter(
+    "crmstream_alerts_replayed_total",
+    "Alerts refused by Redis because the same alert id was already emitted (replays).",
+)
+SCORES = Histogram(
+    "crmstream_score",
+    "Distribution of the latest model scores, by model.",
+    ["model"],
+    buckets=_SCORE_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "crmstream_kafka_consumer_lag_messages",
+    "Messages in the partition not yet read by the engine (librdkafka statistics).",
+    ["topic", "partition"],
+)
+MODEL_UPDATES = Gauge(
+    "crmstream_model_updates",
+    "Learning steps taken by each model shard's replica.",
+    ["model", "shard"],
+)
+
+
+def serve(host: str, port: int) -> None:
+    """Expose the default registry (with process and platform collectors) over HTTP."""
+    start_http_server(port, addr=host)

@@ -1,0 +1,205 @@
+"""Write profiles, RM rankings and alerts to Redis: pipelined, retried, idempotent.
+
+Replaying the same outputs leaves Redis as it was: profiles and rankings are overwritten
+with the same values, and each alert is appended to the streams only if its deterministic
+id was not seen before (checked and appended atomically in one Lua script).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.retry import Retry
+
+from crmstream.settings import Redis as RedisSettings
+from operators.records import Alert, Output
+from sinks import metrics
+
+log = logging.getLogger(__name__)
+
+# KEYS: seen marker, global stream, RM stream. ARGV: ttl, global maxlen, RM maxlen, fields...
+_EMIT_ALERT_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  local fields = {}
+  for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+  return 1
+end
+return 0
+"""
+
+
+class RedisKeys:
+    """Key names; the README's Redis section documents each."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.alerts = f"{prefix}alerts"
+
+    def profile(self, customer_id: str) -> str:
+        return f"{self.prefix}profile:{customer_id}"
+
+    def rm_alerts(self, rm_id: str) -> str:
+        return f"{self.prefix}alerts:rm:{rm_id}"
+
+    def rm_churn(self, rm_id: str) -> str:
+        return f"{self.prefix}rm:{rm_id}:churn"
+
+    def alert_seen(self, alert_id: str) -> str:
+        return f"{self.prefix}alert-seen:{alert_id}"
+
+
+def backoff_policy(config: RedisSettings, attempts: int) -> Retry:
+    """Exponential backoff with jitter, capped; attempts < 0 retries forever."""
+    return Retry(
+        ExponentialWithJitterBackoff(
+            cap=config.retry_backoff_cap_seconds, base=config.retry_backoff_base_seconds
+        ),
+        attempts,
+        supported_errors=(redis.ConnectionError, redis.TimeoutError, OSError),
+    )
+
+
+def connect(config: RedisSettings, retry: Retry | None = None) -> redis.Redis:
+    """A client with the configured credentials and TLS; tools retry `retry_attempts` times."""
+    options: dict[str, Any] = {
+        "retry": retry or backoff_policy(config, config.retry_attempts),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "socket_timeout": config.socket_timeout_seconds,
+        "socket_connect_timeout": config.socket_timeout_seconds,
+        "health_check_interval": 30,
+    }
+    if config.username:
+        options["username"] = config.username
+    if config.password.get_secret_value():
+        options["password"] = config.password.get_secret_value()
+    if config.ssl_ca_certs:
+        options["ssl_ca_certs"] = config.ssl_ca_certs
+    return redis.Redis.from_url(config.url, **options)
+
+
+def _field(value: Any) -> bytes | str | int | float:
+    if isinstance(value, (dict, list, tuple)):
+        return orjson.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    if value is None:
+        return ""
+    return value
+
+
+def alert_fields(alert: Alert) -> list[Any]:
+    return [
+        "alert_id", alert.alert_id,
+        "type", alert.type,
+        "severity", alert.severity,
+        "customer_id", alert.customer_id,
+        "rm_id", alert.rm_id,
+        "event_time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(alert.event_time)),
+        "event_id", alert.event_id,
+        "reasons", orjson.dumps(alert.reasons),
+        "scores", orjson.dumps(alert.scores),
+    ]  # fmt: skip
+
+
+class RedisWriter:
+    """Applies batches of Outputs; the edge between the flow and Redis."""
+
+    def __init__(self, config: RedisSettings, client: redis.Redis | None = None) -> None:
+        self.config = config
+        self.keys = RedisKeys(config.key_prefix)
+        # The writer owns the retry loop (forever, bounded backoff) so it can count each
+        # failure; the client itself does not retry underneath it.
+        self.retry = backoff_policy(config, -1)
+        self.client = client or connect(config, Retry(NoBackoff(), 0))
+        self.emit_alert = self.client.register_script(_EMIT_ALERT_ONCE)
+
+    def write(self, outputs: list[Output]) -> None:
+        started = time.monotonic()
+        latest: dict[str, Output] = {}
+        alerts: list[Alert] = []
+        for output in outputs:
+            latest[output.customer_id] = output
+            alerts.extend(output.alerts)
+
+        # Errors are retried with backoff by the client; while they last, this blocks
+        # the worker, which stops reading input: backpressure rather than buffering.
+        emitted = self.retry.call_with_retry(
+            lambda: self._write_once(latest, alerts), self._on_error
+        )
+        metrics.REDIS_UP.set(1)
+
+        done = time.time()
+        for output in outputs:
+            metrics.EVENTS.labels(output.topic, "ok").inc()
+            metrics.INGEST_LATENCY.observe(max(0.0, done - output.broker_time))
+            metrics.EVENT_TIME_LATENCY.observe(max(0.0, done - output.event_time))
+            metrics.SCORES.labels("churn").observe(output.churn_risk)
+            if "anomaly_score" in output.scores and output.topic.endswith("transactions"):
+                metrics.SCORES.labels("anomaly").observe(output.scores["anomaly_score"])
+        for alert, fresh in zip(alerts, emitted, strict=True):
+            if fresh:
+                metrics.ALERTS.labels(alert.type, alert.severity).inc()
+            else:
+                metrics.ALERTS_SUPPRESSED.inc()
+        metrics.REDIS_BATCH_SECONDS.observe(time.monotonic() - started)
+
+    def _on_error(self, error: Exception) -> None:
+        metrics.REDIS_UP.set(0)
+        metrics.REDIS_WRITE_ERRORS.inc()
+        metrics.REDIS_RETRIES.inc()
+        log.warning("redis write failed, retrying with backoff: %s", error)
+
+    def _write_once(self, latest: dict[str, Output], alerts: list[Alert]) -> list[bool]:
+        keys = self.keys
+        ttl = self.config.profile_ttl_seconds
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id, output in latest.items():
+            key = keys.profile(customer_id)
+            pipe.hset(key, mapping={k: _field(v) for k, v in output.profile.items()})
+            pipe.expire(key, ttl)
+            if output.rm_id:
+                pipe.zadd(keys.rm_churn(output.rm_id), {customer_id: round(output.churn_risk, 4)})
+            if output.previous_rm_id:
+                pipe.zrem(keys.rm_churn(output.previous_rm_id), customer_id)
+        for alert in alerts:
+            self.emit_alert(
+                keys=[keys.alert_seen(alert.alert_id), keys.alerts, keys.rm_alerts(alert.rm_id)],
+                args=[
+                    self.config.alert_dedupe_ttl_seconds,
+                    self.config.alert_stream_maxlen,
+                    self.config.rm_stream_maxlen,
+                    *alert_fields(alert),
+                ],
+                client=pipe,
+            )
+        results = pipe.execute()
+        return [bool(r) for r in results[len(results) - len(alerts) :]] if alerts else []
+
+
+class _Partition(StatelessSinkPartition[Output]):
+    def __init__(self, writer: RedisWriter) -> None:
+        self.writer = writer
+
+    def write_batch(self, items: list[Output]) -> None:
+        self.writer.write(items)
+
+    def close(self) -> None:
+        self.writer.client.close()
+
+
+class RedisSink(DynamicSink[Output]):
+    """Each worker writes its own share of outputs through its own connection."""
+
+    def __init__(self, config: RedisSettings) -> None:
+        self.config = config
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+        return _Partition(RedisWriter(self.config))
