@@ -73,6 +73,7 @@ class CustomerState:
         "devices",
         "first_seen",
         "last_activity",
+        "last_interaction",
         "last_login",
         "last_new_device",
         "last_nps",
@@ -99,6 +100,7 @@ class CustomerState:
         self.first_seen: float | None = None
         self.last_activity: float | None = None
         self.last_transaction: float | None = None
+        self.last_interaction: float | None = None
         self.last_login: float | None = None
         self.last_password_reset: float | None = None
         self.last_new_device: float | None = None
@@ -148,20 +150,27 @@ class ProfileLogic:
                     event.raw,
                 )
             ]
-        if event.kind in ("transactions", "interactions"):
-            latest = state.windows.latest
-            if event.event_time < latest - self.config.allowed_lateness:
-                behind = latest - event.event_time
-                return [
-                    DeadLetter(
-                        "late",
-                        "late",
-                        f"event time is {behind:.0f} s behind the customer's latest event, "
-                        f"beyond the allowed lateness of {self.config.allowed_lateness:.0f} s",
-                        event.origin,
-                        event.raw,
-                    )
-                ]
+        # Lateness is judged per source topic: each customer's events of one topic come in
+        # order from one partition, while topics are read concurrently and drift apart.
+        latest = (
+            state.last_transaction
+            if event.kind == "transactions"
+            else state.last_interaction
+            if event.kind == "interactions"
+            else None
+        )
+        if latest is not None and event.event_time < latest - self.config.allowed_lateness:
+            behind = latest - event.event_time
+            return [
+                DeadLetter(
+                    "late",
+                    "late",
+                    f"event time is {behind:.0f} s behind the customer's latest {event.kind} "
+                    f"event, beyond the allowed lateness of {self.config.allowed_lateness:.0f} s",
+                    event.origin,
+                    event.raw,
+                )
+            ]
         if state.reference is None and event.kind != "customers":
             return self._hold_for_reference(state, event)
         _remember(state.seen, seen_key, self.config.duplicate_memory)
@@ -319,6 +328,7 @@ class ProfileLogic:
             shown = state.offers_shown.pop(body["offer_id"], None)
             if shown is not None:
                 label = ("offer", shown[1], (body["offer_id"], kind == "offer_accepted"))
+        state.last_interaction = max(state.last_interaction or at, at)
         state.last_activity = max(state.last_activity or at, at)
         return offer_context, label
 
