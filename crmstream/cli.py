@@ -24,7 +24,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-dev = typer.Typer(help="Local development services (broker and Redis on loopback).", no_args_is_help=True)
+dev = typer.Typer(
+    help="Local development services (broker and Redis on loopback).", no_args_is_help=True
+)
 topics = typer.Typer(help="Kafka topics of the engine.", no_args_is_help=True)
 app.add_typer(dev, name="dev")
 app.add_typer(topics, name="topics")
@@ -39,8 +41,9 @@ topics.command("create")(topics_create_command)
 
 @app.command("schemas")
 def schemas_command(
-    out: Annotated[Path, typer.Option(help="Folder to write the JSON Schema files to.")] = CONFIG_DIR
-    / "schemas",
+    out: Annotated[
+        Path, typer.Option(help="Folder to write the JSON Schema files to.")
+    ] = CONFIG_DIR / "schemas",
 ) -> None:
     """Write the input topics' event schemas as JSON Schema files."""
     out.mkdir(parents=True, exist_ok=True)

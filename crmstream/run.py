@@ -129,15 +129,9 @@ def run_command(
 
 def _run_cluster(processes: int, workers: int, base_port: int) -> None:
     addresses = ";".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
+    command = [sys.executable, "-m", "crmstream.cli", "run", "--workers", str(workers)]
     children = [
-        subprocess.Popen(
-            [
-                sys.executable, "-m", "crmstream.cli", "run",
-                "--workers", str(workers),
-                "--process-id", str(i),
-                "--addresses", addresses,
-            ]
-        )  # fmt: skip
+        subprocess.Popen([*command, "--process-id", str(i), "--addresses", addresses])
         for i in range(processes)
     ]
 
