@@ -129,7 +129,7 @@ def run_command(
 
 def _run_cluster(processes: int, workers: int, base_port: int) -> None:
     addresses = ";".join(f"127.0.0.1:{base_port + i}" for i in range(processes))
-    command = [sys.executable, "-m", "crmstream.cli", "run", "--workers", str(workers)]
+    command = [sys.executable, "-m", "crmstream.run", "--workers", str(workers)]
     children = [
         subprocess.Popen([*command, "--process-id", str(i), "--addresses", addresses])
         for i in range(processes)
@@ -145,3 +145,7 @@ def _run_cluster(processes: int, workers: int, base_port: int) -> None:
     codes = [child.wait() for child in children]
     if any(codes):
         raise typer.Exit(max(abs(c) for c in codes))
+
+
+if __name__ == "__main__":
+    typer.run(run_command)

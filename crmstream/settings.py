@@ -149,9 +149,19 @@ class Lifecycle(Section):
     new_customer_days: PositiveInt
     dormant_after_days: PositiveInt
     growing_inflow_ratio: PositiveFloat
+    segment_tier_floor: dict[str, str] = Field(
+        description="segment -> lowest value tier its customers get, whatever their inflows"
+    )
     value_tiers: dict[str, float] = Field(
         description="tier name -> minimum 30-day inflow (base currency), highest first"
     )
+
+    @model_validator(mode="after")
+    def _floors_are_tiers(self) -> Lifecycle:
+        unknown = set(self.segment_tier_floor.values()) - set(self.value_tiers)
+        if unknown:
+            raise ValueError(f"segment_tier_floor names unknown tiers {sorted(unknown)}")
+        return self
 
 
 class Alerts(Section):

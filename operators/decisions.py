@@ -63,11 +63,13 @@ def alert_id(kind: str, customer_id: str, event_id: str) -> str:
     return digest.hexdigest()
 
 
-def value_tier(inflow_30d: float, tiers: dict[str, float]) -> str:
-    for name, minimum in sorted(tiers.items(), key=lambda kv: -kv[1]):
-        if inflow_30d >= minimum:
-            return name
-    return min(tiers, key=tiers.__getitem__)
+def value_tier(inflow_30d: float, tiers: dict[str, float], floor: str | None = None) -> str:
+    """The highest tier whose 30-day inflow minimum is met, never below the segment's floor."""
+    ranked = sorted(tiers.items(), key=lambda kv: -kv[1])
+    earned = next((name for name, minimum in ranked if inflow_30d >= minimum), ranked[-1][0])
+    if floor in tiers and tiers[floor] > tiers[earned]:
+        return floor
+    return earned
 
 
 def _iso(at: float) -> str:
@@ -97,7 +99,12 @@ class DecisionLogic:
         if scored.anomaly_score is not None:
             state.anomaly_score = scored.anomaly_score
             state.anomaly_reasons = scored.anomaly_reasons
-        tier = value_tier(aggregates["inflow_amount_30d"], self.config.lifecycle.value_tiers)
+        lifecycle = self.config.lifecycle
+        tier = value_tier(
+            aggregates["inflow_amount_30d"],
+            lifecycle.value_tiers,
+            lifecycle.segment_tier_floor.get(profile["segment"]),
+        )
         if event.kind == "interactions" and event.body["type"] == "offer_declined":
             state.declined[event.body.get("offer_id") or ""] = at
 
@@ -153,7 +160,8 @@ class DecisionLogic:
             "marketing_consent": int(profile["marketing_consent"]),
             "tenure_days": profile["tenure_days"],
             "last_nps": "" if profile["last_nps"] is None else profile["last_nps"],
-            "updated_at": _iso(at),
+            # The profile's own event time, not the wall clock: a replay writes the same.
+            "updated_at": _iso(profile["as_of"]),
         }
         return Output(
             customer_id=event.customer_id,
@@ -202,7 +210,12 @@ class DecisionLogic:
                         *scored.anomaly_reasons,
                     ],
                 )
-            if body["direction"] == "credit" and amount >= config.large_inflow_amount:
+            # A windfall, not the regular salary, is the investment opportunity.
+            if (
+                body["direction"] == "credit"
+                and body["kind"] != "salary"
+                and amount >= config.large_inflow_amount
+            ):
                 # Averages exclude this inflow, which the profile already counts.
                 before = aggregates["inflow_amount_30d"] - amount
                 ratio = (

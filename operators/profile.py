@@ -306,7 +306,11 @@ class ProfileLogic:
             state.last_login = max(state.last_login or at, at)
             device = body.get("device_id")
             known_before = len(state.devices)
-            if device and _remember(state.devices, stable_hash(device), _DEVICE_MEMORY) and known_before:
+            if (
+                device
+                and _remember(state.devices, stable_hash(device), _DEVICE_MEMORY)
+                and known_before
+            ):
                 state.last_new_device = at
         elif kind == "complaint":
             state.windows.add(at, complaint_code(channel), float(body.get("severity") or 3))
@@ -449,6 +453,7 @@ def profile_fields(state: CustomerState, now: float) -> dict[str, Any]:
     contacts = {c: totals[f"contacts_{c}_30d"] for c in CHANNELS}
     all_contacts = sum(contacts.values())
     return {
+        "as_of": now,
         "segment": ref.get("segment", ""),
         "rm_id": ref.get("rm_id", ""),
         "branch_id": ref.get("branch_id", ""),
