@@ -308,14 +308,18 @@ def load_settings(**overrides: Any) -> Settings:
             "fix the path or unset the variable to use the shipped defaults"
         )
     secrets = _secrets_from_files(dict(os.environ))
-    saved = {name: os.environ.get(name) for name in secrets}
+    # The environment source sees the secrets' values in place of their *_FILE names.
+    changed = {name: os.environ.get(name) for name in secrets}
+    changed.update({f"{name}_FILE": os.environ[f"{name}_FILE"] for name in secrets})
+    for name in secrets:
+        del os.environ[f"{name}_FILE"]
     os.environ.update(secrets)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
     finally:
-        for name, value in saved.items():
+        for name, value in changed.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
@@ -328,6 +332,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
         env_name = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
         given = error.get("input")
-        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        secret = any(word in key for word in ("password", "secret", "token"))
+        shown = "" if isinstance(given, dict) or secret else f" (got {given!r})"
         lines.append(f"  {key}: {error['msg']}{shown}  [file key {key} or env {env_name}]")
     return "\n".join(lines)
