@@ -43,7 +43,7 @@ def _scrape(url: str) -> dict[str, float]:
                 name = f"events:{sample.labels['outcome']}"
             elif name == "crmstream_alerts_total":
                 name = f"alerts:{sample.labels['type']}"
-            elif name == "bytewax_kafka_consumer_lag":
+            elif name == "crmstream_kafka_consumer_lag_messages":
                 name = "lag"
             elif name == "crmstream_ingest_to_redis_seconds_sum":
                 name = "latency_sum"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 
@@ -26,6 +26,7 @@ from operators.profile import CustomerState, ProfileConfig, ProfileLogic
 from operators.records import DeadLetter, Event, Origin, ScoreRequest
 from sinks.dead_letter import DeadLetterSink
 from sinks.redis_sink import RedisSink
+from sources.kafka import LagReportingKafkaSource
 
 S = TypeVar("S")
 
@@ -123,7 +124,7 @@ def build_flow(settings: Settings) -> Dataflow:
     shards = settings.engine.model_shards
 
     flow = Dataflow("crmstream")
-    source = KafkaSource(
+    source = LagReportingKafkaSource(
         brokers,
         list(kafka.topics.inputs()),
         tail=True,
@@ -165,7 +166,11 @@ def build_flow(settings: Settings) -> Dataflow:
             lambda state, s: [decision_logic.decide(state, s)],
         ),
     )
-    op.output("redis", op.key_rm("decide_out", decided), RedisSink(settings.redis))
+    op.output(
+        "redis",
+        op.key_rm("decide_out", decided),
+        RedisSink(settings.redis, settings.lifecycle.dormant_after_days * 86400.0),
+    )
 
     dead = op.merge("dead_letters", decoded.falses, applied.falses)
     op.output(

@@ -154,6 +154,9 @@ class DecisionLogic:
             "frequency_30d": profile["frequency_30d"],
             "monetary_30d": profile["monetary_30d"],
             "days_since_last_activity": profile["days_since_last_activity"],
+            "last_activity_at": _iso(profile["last_activity_at"])
+            if profile["last_activity_at"]
+            else "",
             "channel_mix_30d": profile["channel_mix_30d"],
             "features": aggregates,
             "products": profile["products"],
@@ -173,6 +176,7 @@ class DecisionLogic:
             event_time=at,
             broker_time=event.origin.broker_time,
             topic=event.origin.topic,
+            last_activity=profile["last_activity_at"],
             scores=scores,
         )
 

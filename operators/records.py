@@ -98,4 +98,5 @@ class Output:
     event_time: float
     broker_time: float
     topic: str
+    last_activity: float | None = None
     scores: dict[str, float] = field(default_factory=dict)

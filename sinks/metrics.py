@@ -59,10 +59,9 @@ CONSUMER_LAG = Gauge(
     "Messages in the partition not yet read by the engine (librdkafka statistics).",
     ["topic", "partition"],
 )
-MODEL_UPDATES = Gauge(
-    "crmstream_model_updates",
-    "Learning steps taken by each model shard's replica.",
-    ["model", "shard"],
+DORMANT_MARKED = Counter(
+    "crmstream_customers_marked_dormant_total",
+    "Profiles whose stage was set to dormant after a silence of lifecycle.dormant_after_days.",
 )
 
 

@@ -36,12 +36,26 @@ return 0
 """
 
 
+# KEYS: activity index. ARGV: cutoff (epoch s), profile key prefix, batch limit.
+# Profiles are addressed by prefix: the engine targets a single Redis node, not a cluster.
+_MARK_DORMANT = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(ids) do
+  local key = ARGV[2] .. id
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'stage', 'dormant') end
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""
+
+
 class RedisKeys:
     """Key names; the README's Redis section documents each."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.alerts = f"{prefix}alerts"
+        self.activity = f"{prefix}activity"
 
     def profile(self, customer_id: str) -> str:
         return f"{self.prefix}profile:{customer_id}"
@@ -112,14 +126,26 @@ def alert_fields(alert: Alert) -> list[Any]:
 class RedisWriter:
     """Applies batches of Outputs; the edge between the flow and Redis."""
 
-    def __init__(self, config: RedisSettings, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        config: RedisSettings,
+        dormant_after_seconds: float,
+        client: redis.Redis | None = None,
+        sweep_every_seconds: float = 5.0,
+    ) -> None:
         self.config = config
         self.keys = RedisKeys(config.key_prefix)
+        self.dormant_after = dormant_after_seconds
+        self.sweep_every = sweep_every_seconds
+        self.next_sweep = 0.0
+        # The stream's own clock: customers are dormant relative to the newest event seen.
+        self.event_clock = float("-inf")
         # The writer owns the retry loop (forever, bounded backoff) so it can count each
         # failure; the client itself does not retry underneath it.
         self.retry = backoff_policy(config, -1)
         self.client = client or connect(config, Retry(NoBackoff(), 0))
         self.emit_alert = self.client.register_script(_EMIT_ALERT_ONCE)
+        self.mark_dormant = self.client.register_script(_MARK_DORMANT)
 
     def write(self, outputs: list[Output]) -> None:
         started = time.monotonic()
@@ -150,6 +176,27 @@ class RedisWriter:
             else:
                 metrics.ALERTS_SUPPRESSED.inc()
         metrics.REDIS_BATCH_SECONDS.observe(time.monotonic() - started)
+        self.event_clock = max(self.event_clock, max(o.event_time for o in outputs))
+        if started >= self.next_sweep:
+            self.next_sweep = started + self.sweep_every
+            self.retry.call_with_retry(self.sweep_dormant, self._on_error)
+
+    def sweep_dormant(self) -> int:
+        """Mark customers silent for `dormant_after` of event time as dormant; returns how many.
+
+        Silence produces no event, so this runs beside the writes rather than in the flow.
+        """
+        cutoff = self.event_clock - self.dormant_after
+        marked = 0
+        while True:
+            count = self.mark_dormant(
+                keys=[self.keys.activity], args=[cutoff, self.keys.profile(""), 1000]
+            )
+            marked += count
+            if count < 1000:
+                break
+        metrics.DORMANT_MARKED.inc(marked)
+        return marked
 
     def _on_error(self, error: Exception) -> None:
         metrics.REDIS_UP.set(0)
@@ -169,6 +216,10 @@ class RedisWriter:
                 pipe.zadd(keys.rm_churn(output.rm_id), {customer_id: round(output.churn_risk, 4)})
             if output.previous_rm_id:
                 pipe.zrem(keys.rm_churn(output.previous_rm_id), customer_id)
+            if output.last_activity is not None and output.profile["stage"] != "closed":
+                pipe.zadd(keys.activity, {customer_id: output.last_activity})
+            else:
+                pipe.zrem(keys.activity, customer_id)
         for alert in alerts:
             self.emit_alert(
                 keys=[keys.alert_seen(alert.alert_id), keys.alerts, keys.rm_alerts(alert.rm_id)],
@@ -198,8 +249,9 @@ class _Partition(StatelessSinkPartition[Output]):
 class RedisSink(DynamicSink[Output]):
     """Each worker writes its own share of outputs through its own connection."""
 
-    def __init__(self, config: RedisSettings) -> None:
+    def __init__(self, config: RedisSettings, dormant_after_seconds: float) -> None:
         self.config = config
+        self.dormant_after = dormant_after_seconds
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(RedisWriter(self.config))
+        return _Partition(RedisWriter(self.config, self.dormant_after))

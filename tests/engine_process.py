@@ -85,6 +85,15 @@ class EngineProcess:
                     total += sample.value
         return total
 
+    def series(self, name: str) -> int:
+        """How many label combinations `name` has."""
+        text = self._metrics_text() or ""
+        return sum(
+            sample.name == name
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        )
+
     def stop(self, sig: int = signal.SIGINT) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
