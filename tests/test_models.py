@@ -1,0 +1,233 @@
+"""The online models learn in the right direction; the registry and the shard around them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from factories import DAY, T0, contact, profile_logic, reference, settings, shard_choice, tx
+
+from crmstream.settings import Settings
+from flows.engine import model_choice
+from online_models.anomaly import HalfSpaceTreesDetector
+from online_models.churn import LogisticChurn
+from online_models.offers import LogisticPerOffer
+from online_models.registry import ROLES, build
+from online_models.shard import ModelShard, shard_of
+from operators.profile import CustomerState
+from operators.records import ScoreRequest
+
+LEAVING = {"days_since_login": 40.0, "complaints_30d": 2.0, "net_flow_ratio": -0.6}
+STAYING = {"days_since_login": 1.0, "complaints_30d": 0.0, "net_flow_ratio": 0.3}
+
+
+def _noisy(x: dict[str, float], rng: random.Random) -> dict[str, float]:
+    return {k: v + rng.gauss(0, 0.1 + abs(v) * 0.05) for k, v in x.items()}
+
+
+def test_churn_probability_moves_towards_what_it_learnt() -> None:
+    rng = random.Random(5)
+    model = LogisticChurn()
+    before_leaving, before_staying = (
+        model.predict_proba_one(LEAVING),
+        model.predict_proba_one(STAYING),
+    )
+
+    for _ in range(300):
+        model.learn_one(_noisy(LEAVING, rng), True)
+        model.learn_one(_noisy(STAYING, rng), False)
+
+    assert model.predict_proba_one(LEAVING) > max(0.8, before_leaving)
+    assert model.predict_proba_one(STAYING) < min(0.2, before_staying)
+    assert model.updates == 600
+
+
+def test_churn_contributions_point_at_the_features_that_raise_risk() -> None:
+    rng = random.Random(6)
+    model = LogisticChurn()
+    for _ in range(300):
+        model.learn_one(_noisy(LEAVING, rng), True)
+        model.learn_one(_noisy(STAYING, rng), False)
+
+    contributions = model.contributions(LEAVING)
+
+    assert contributions["days_since_login"] > 0
+    assert contributions["complaints_30d"] > 0
+    assert model.contributions(STAYING)["days_since_login"] < 0
+
+
+def test_offer_propensity_is_the_prior_until_warm_then_learns() -> None:
+    rng = random.Random(7)
+    model = LogisticPerOffer(prior=0.05, warmup=20)
+    rich, poor = {"log_inflow_30d": 9.0}, {"log_inflow_30d": 5.0}
+    for _ in range(9):
+        model.learn_one(_noisy(rich, rng), "savings", True)
+        model.learn_one(_noisy(poor, rng), "savings", False)
+    assert model.propensity(rich, "savings") == 0.05  # 18 responses: not warm yet
+
+    for _ in range(60):
+        model.learn_one(_noisy(rich, rng), "savings", True)
+        model.learn_one(_noisy(poor, rng), "savings", False)
+
+    assert model.propensity(rich, "savings") > 0.7
+    assert model.propensity(poor, "savings") < 0.3
+    # Each offer has its own model: another offer knows nothing yet.
+    assert model.propensity(rich, "mortgage") == 0.05
+    assert model.updates == 138
+
+
+def _transaction_features(rng: random.Random, odd: bool = False) -> dict[str, float]:
+    if odd:
+        return {
+            "log_amount": 8.5,
+            "amount_vs_usual": 40.0,
+            "new_merchant": 1.0,
+            "new_country": 1.0,
+            "new_device": 1.0,
+            "online": 1.0,
+            "night": 1.0,
+            "count_1h": 9.0,
+            "log_amount_1h": 9.0,
+            "count_24h": 12.0,
+            "hours_since_password_reset": 0.5,
+            "hours_since_new_device": 0.5,
+        }
+    return {
+        "log_amount": rng.gauss(3.5, 0.5),
+        "amount_vs_usual": abs(rng.gauss(1.0, 0.3)),
+        "new_merchant": float(rng.random() < 0.1),
+        "new_country": 0.0,
+        "new_device": 0.0,
+        "online": float(rng.random() < 0.3),
+        "night": float(rng.random() < 0.05),
+        "count_1h": float(rng.randint(0, 2)),
+        "log_amount_1h": rng.gauss(3.5, 0.8),
+        "count_24h": float(rng.randint(0, 6)),
+        "hours_since_password_reset": 72.0,
+        "hours_since_new_device": 72.0,
+    }
+
+
+def test_half_space_trees_scores_an_outlier_above_typical_transactions() -> None:
+    rng = random.Random(8)
+    detector = HalfSpaceTreesDetector(seed=3)
+    for _ in range(600):
+        detector.learn_one(_transaction_features(rng))
+
+    typical = [detector.score_one(_transaction_features(rng)) for _ in range(50)]
+    outlier = detector.score_one(_transaction_features(rng, odd=True))
+
+    assert all(0.0 <= s <= 1.0 for s in [*typical, outlier])
+    assert outlier > max(typical)
+    assert outlier > 0.85  # the default suspicious_score
+
+
+def test_the_detector_ignores_raw_amounts_and_other_fields() -> None:
+    rng = random.Random(9)
+    detector = HalfSpaceTreesDetector(seed=3)
+    for _ in range(300):
+        detector.learn_one(_transaction_features(rng))
+    x = _transaction_features(rng)
+
+    assert detector.score_one({**x, "usual_amount": 1e9, "merchant": 7.0}) == detector.score_one(x)
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["churn", "anomaly", "offers"])
+def test_registry_rejects_an_unknown_model_naming_the_setting(role: str) -> None:
+    with pytest.raises(ValueError, match=rf"models\.{role} = 'nonesuch' is not a known") as raised:
+        build(role, "nonesuch", 1)
+
+    assert str(sorted(ROLES[role])) in str(raised.value)
+
+
+def test_an_unknown_model_in_the_settings_fails_at_start() -> None:
+    base: Settings = settings()
+    bad = base.model_copy(update={"models": base.models.model_copy(update={"anomaly": "lof"})})
+
+    with pytest.raises(ValueError, match=r"models\.anomaly = 'lof'.*half_space_trees"):
+        model_choice(bad)
+
+
+def test_the_shipped_choices_build() -> None:
+    shard = ModelShard(shard_choice())
+
+    assert shard.versions() == {
+        "churn": "logistic@0",
+        "anomaly": "half_space_trees@0",
+        "offers": "logistic_per_offer@0",
+    }
+
+
+# --- the shard -----------------------------------------------------------------------------------
+
+
+def _requests() -> tuple[ScoreRequest, ScoreRequest]:
+    """A real transaction request and a real interaction request for one customer."""
+    logic = profile_logic()
+    state = CustomerState()
+    logic.apply(state, reference(at=T0 - DAY))
+    (payment,) = logic.apply(state, tx(at=T0))
+    (login,) = logic.apply(state, contact(at=T0 + 60))
+    assert isinstance(payment, ScoreRequest) and isinstance(login, ScoreRequest)
+    return payment, login
+
+
+OFFERS = ("savings", "mortgage")
+
+
+def test_shard_learns_from_labels_before_scoring() -> None:
+    payment, _ = _requests()
+    fresh = ModelShard(shard_choice()).handle(payment, OFFERS)
+    payment.labels = [("churn", payment.churn_features, True)] * 30
+
+    scored = ModelShard(shard_choice()).handle(payment, OFFERS)
+
+    assert scored.churn_risk > fresh.churn_risk
+    assert scored.model_versions["churn"] == "logistic@30"
+
+
+def test_shard_versions_count_updates_of_each_model() -> None:
+    payment, login = _requests()
+    shard = ModelShard(shard_choice())
+    login.labels = [("offer", login.offer_context, ("savings", True))]
+
+    scored_payment = shard.handle(payment, OFFERS)
+    scored_login = shard.handle(login, OFFERS)
+
+    assert scored_payment.model_versions == {
+        "churn": "logistic@0",
+        "anomaly": "half_space_trees@1",
+        "offers": "logistic_per_offer@0",
+    }
+    assert scored_login.model_versions == {
+        "churn": "logistic@0",
+        "anomaly": "half_space_trees@1",
+        "offers": "logistic_per_offer@1",
+    }
+
+
+def test_shard_scores_what_each_event_needs() -> None:
+    payment, login = _requests()
+    shard = ModelShard(shard_choice())
+
+    scored_payment = shard.handle(payment, OFFERS)
+    scored_login = shard.handle(login, OFFERS)
+
+    assert scored_payment.anomaly_score is not None
+    assert scored_payment.offer_propensities == {}
+    assert scored_login.anomaly_score is None
+    assert set(scored_login.offer_propensities) == set(OFFERS)
+    assert 0.0 <= scored_login.churn_risk <= 1.0
+    assert scored_login.request is login
+
+
+def test_shard_of_spreads_customers_and_is_stable() -> None:
+    shards = settings().engine.model_shards
+    owners = {shard_of(f"cust-{i}", shards) for i in range(200)}
+
+    assert owners == {str(i) for i in range(shards)}
+    # The same in every process (unlike Python's salted hash()): crc32 of the id.
+    assert shard_of("cust-7", 8) == "6"
