@@ -25,6 +25,7 @@ class DecisionConfig:
     catalogue: OfferCatalogue
     offer_decline_cooldown: float
     base_currency: str
+    own_bank_code: str
 
 
 class DecisionState:
@@ -118,6 +119,9 @@ class DecisionLogic:
             cooldown = alerts_config.cooldown_seconds.get(kind, 0)
             last = state.last_alert.get(kind)
             if last is not None and 0 <= at - last < cooldown:
+                if kind == "churn_risk":
+                    # Stay armed: still at risk when the cool-down ends means a new alert.
+                    state.churn_armed = True
                 continue
             state.last_alert[kind] = at
             alerts.append(
@@ -235,8 +239,7 @@ class DecisionLogic:
             bank = body.get("counterparty_bank")
             if (
                 body["kind"] == "transfer_out"
-                and bank is not None
-                and aggregates["external_outflow_amount_30d"] > 0
+                and bank not in (None, self.config.own_bank_code)
                 and amount >= config.large_outflow_amount
             ):
                 yield (
@@ -269,7 +272,8 @@ class DecisionLogic:
             return "closed"
         if profile["days_since_last_activity"] >= lifecycle.dormant_after_days:
             return "dormant"
-        if profile["closure_requested"] or not state.churn_armed:
+        at_risk = scored.churn_risk >= self.config.alerts.churn_enter or not state.churn_armed
+        if profile["closure_requested"] or at_risk:
             return "at_risk"
         if profile["tenure_days"] < lifecycle.new_customer_days:
             return "new"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import orjson
 from pydantic import ValidationError
 
 from crmstream.events import ADAPTERS
@@ -58,16 +57,21 @@ def decode(
             raw,
         )
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return _rejection("malformed_json", f"malformed JSON: {exc}", origin, raw)
-    if not isinstance(data, dict):
-        return _rejection(
-            "not_an_object", f"expected a JSON object, got {type(data).__name__}", origin, raw
-        )
-    try:
-        body = ADAPTERS[kind].validate_python(data)
+        # Strict: "12.5" is not an amount and "yes" is not consent; JSON's own types only.
+        body = ADAPTERS[kind].validate_json(raw, strict=True)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            return _rejection(
+                "malformed_json", f"malformed JSON: {first['ctx']['error']}", origin, raw
+            )
+        if not first["loc"] and first["type"] in ("dict_type", "model_type"):
+            return _rejection(
+                "not_an_object",
+                f"expected a JSON object, got {type(first['input']).__name__}",
+                origin,
+                raw,
+            )
         return _rejection("schema", describe_schema_errors(kind, exc), origin, raw)
 
     customer_id = body["customer_id"]

@@ -231,7 +231,8 @@ class ProfileLogic:
                 labels.append(label)
         elif body["type"] == "account_closed":
             state.closed_at = at
-            labels.extend(("churn", features, True) for _, features in state.churn_ledger)
+            horizon = self.config.churn_horizon
+            labels.extend(("churn", f, at - t < horizon) for t, f in state.churn_ledger)
             state.churn_ledger = []
 
         now = max(state.windows.latest, at)
@@ -349,14 +350,18 @@ class ProfileLogic:
         if resolved:
             state.churn_ledger = [(t, f) for t, f in state.churn_ledger if now - t < horizon]
         labels = [("churn", f, False) for _, f in resolved]
-        if state.closed_at is None and (
-            state.last_snapshot is None
-            or now - state.last_snapshot >= self.config.churn_snapshot_every
+        # A full ledger takes no new snapshot until its oldest resolves: dropping the oldest
+        # instead would mean an always-active customer never yields a "stayed" label.
+        if (
+            state.closed_at is None
+            and len(state.churn_ledger) < self.config.churn_ledger_size
+            and (
+                state.last_snapshot is None
+                or now - state.last_snapshot >= self.config.churn_snapshot_every
+            )
         ):
             state.last_snapshot = now
             state.churn_ledger.append((now, features))
-            if len(state.churn_ledger) > self.config.churn_ledger_size:
-                del state.churn_ledger[0]
         return labels
 
 

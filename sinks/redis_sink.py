@@ -56,6 +56,7 @@ class RedisKeys:
         self.prefix = prefix
         self.alerts = f"{prefix}alerts"
         self.activity = f"{prefix}activity"
+        self.event_clocks = f"{prefix}event-clock"
 
     def profile(self, customer_id: str) -> str:
         return f"{self.prefix}profile:{customer_id}"
@@ -132,14 +133,19 @@ class RedisWriter:
         dormant_after_seconds: float,
         client: redis.Redis | None = None,
         sweep_every_seconds: float = 5.0,
+        worker_index: int = 0,
+        worker_count: int = 1,
     ) -> None:
         self.config = config
         self.keys = RedisKeys(config.key_prefix)
         self.dormant_after = dormant_after_seconds
         self.sweep_every = sweep_every_seconds
         self.next_sweep = 0.0
-        # The stream's own clock: customers are dormant relative to the newest event seen.
+        # The stream's own clock: this worker's newest event time. Dormancy is judged against
+        # the slowest worker's clock, so one worker running ahead marks no one early.
         self.event_clock = float("-inf")
+        self.worker_index = worker_index
+        self.worker_count = worker_count
         # The writer owns the retry loop (forever, bounded backoff) so it can count each
         # failure; the client itself does not retry underneath it.
         self.retry = backoff_policy(config, -1)
@@ -150,15 +156,18 @@ class RedisWriter:
     def write(self, outputs: list[Output]) -> None:
         started = time.monotonic()
         latest: dict[str, Output] = {}
+        moved_from: dict[str, set[str]] = {}
         alerts: list[Alert] = []
         for output in outputs:
             latest[output.customer_id] = output
             alerts.extend(output.alerts)
+            if output.previous_rm_id:
+                moved_from.setdefault(output.customer_id, set()).add(output.previous_rm_id)
 
         # Errors are retried with backoff by the client; while they last, this blocks
         # the worker, which stops reading input: backpressure rather than buffering.
         emitted = self.retry.call_with_retry(
-            lambda: self._write_once(latest, alerts), self._on_error
+            lambda: self._write_once(latest, moved_from, alerts), self._on_error
         )
         metrics.REDIS_UP.set(1)
 
@@ -186,7 +195,12 @@ class RedisWriter:
 
         Silence produces no event, so this runs beside the writes rather than in the flow.
         """
-        cutoff = self.event_clock - self.dormant_after
+        clocks_key = self.keys.event_clocks
+        self.client.hset(clocks_key, str(self.worker_index), self.event_clock)
+        clocks = self.client.hmget(clocks_key, [str(i) for i in range(self.worker_count)])
+        if any(clock is None for clock in clocks):
+            return 0  # a worker has not written yet: no common clock
+        cutoff = min(float(clock) for clock in clocks) - self.dormant_after
         marked = 0
         while True:
             count = self.mark_dormant(
@@ -204,7 +218,9 @@ class RedisWriter:
         metrics.REDIS_RETRIES.inc()
         log.warning("redis write failed, retrying with backoff: %s", error)
 
-    def _write_once(self, latest: dict[str, Output], alerts: list[Alert]) -> list[bool]:
+    def _write_once(
+        self, latest: dict[str, Output], moved_from: dict[str, set[str]], alerts: list[Alert]
+    ) -> list[bool]:
         keys = self.keys
         ttl = self.config.profile_ttl_seconds
         pipe = self.client.pipeline(transaction=False)
@@ -214,8 +230,8 @@ class RedisWriter:
             pipe.expire(key, ttl)
             if output.rm_id:
                 pipe.zadd(keys.rm_churn(output.rm_id), {customer_id: round(output.churn_risk, 4)})
-            if output.previous_rm_id:
-                pipe.zrem(keys.rm_churn(output.previous_rm_id), customer_id)
+            for old_rm in moved_from.get(customer_id, set()) - {output.rm_id}:
+                pipe.zrem(keys.rm_churn(old_rm), customer_id)
             if output.last_activity is not None and output.profile["stage"] != "closed":
                 pipe.zadd(keys.activity, {customer_id: output.last_activity})
             else:
@@ -254,4 +270,10 @@ class RedisSink(DynamicSink[Output]):
         self.dormant_after = dormant_after_seconds
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(RedisWriter(self.config, self.dormant_after))
+        writer = RedisWriter(
+            self.config,
+            self.dormant_after,
+            worker_index=worker_index,
+            worker_count=worker_count,
+        )
+        return _Partition(writer)

@@ -204,12 +204,6 @@ def test_small_or_internal_outflows_are_no_alert() -> None:
     assert _transfer_out(5 * limit, None, external_30d=0.0).alerts == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the large_outflow_external rule (DecisionLogic._alert_candidates) only checks "
-    "counterparty_bank is not None, so a transfer to the bank's own code alerts whenever the "
-    "customer sent anything elsewhere in the last 30 days",
-)
 def test_a_large_transfer_within_the_bank_is_no_outflow_alert() -> None:
     own = settings().bank.own_bank_code
 

@@ -341,12 +341,6 @@ def test_arbitrary_json_objects_never_raise(
 # --- known bug ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: decode validates in pydantic's lax Python mode, which coerces JSON of the "
-    "wrong type (true -> 1.0 EUR, '12.5' -> 12.5, 'yes' -> consent); fix: "
-    "ADAPTERS[kind].validate_json(raw, strict=True) in operators/decode.py",
-)
 @pytest.mark.parametrize(
     ("kind", "field", "value"),
     [

@@ -392,12 +392,6 @@ def test_churn_labels_never_come_before_their_time(stream: list[tuple[float, str
 # --- known bugs -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a full churn ledger drops its oldest snapshot (operators/profile.py, "
-    "_resolve_and_snapshot_churn), so with churn_ledger_size 8 x 24 h < 30-day horizon an "
-    "active customer's snapshots never reach the horizon and no non-churn label is ever made",
-)
 def test_an_active_customer_yields_non_churn_labels() -> None:
     logic = profile_logic()
     state = known_customer(logic)
@@ -409,11 +403,6 @@ def test_an_active_customer_yields_non_churn_labels() -> None:
     assert {label for _, label in labels} == {False}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: account_closed labels every pending snapshot True (ProfileLogic._apply_known) "
-    "even one taken more than the horizon before the closure",
-)
 def test_a_closure_after_the_horizon_is_not_churn_for_an_old_snapshot() -> None:
     logic = profile_logic()
     state = CustomerState()

@@ -151,12 +151,6 @@ def test_moving_a_customer_to_a_new_rm_removes_it_from_the_old_rm_set(
     assert redis_client.hget("crm:profile:c1", "rm_id") == "rm-new"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: RedisWriter.write keeps only the latest Output per customer in a batch, so "
-    "the previous_rm_id of an earlier Output in the same batch is dropped and the customer "
-    "stays in the old RM's churn set (sinks/redis_sink.py, write/_write_once)",
-)
 def test_moving_a_customer_is_not_lost_when_more_events_follow_in_the_batch(
     writer: RedisWriter, redis_client: redis.Redis
 ) -> None:
