@@ -39,6 +39,14 @@ def describe_schema_errors(kind: str, exc: ValidationError, limit: int = 3) -> s
     return f"{kind} schema v1: " + "; ".join(parts) + suffix
 
 
+def _why_not_json(raw: bytes, error: dict) -> str:
+    try:
+        raw.decode()
+    except UnicodeDecodeError as exc:
+        return f"malformed JSON: not valid UTF-8 at byte {exc.start}"
+    return f"malformed JSON: {error['ctx']['error']}"
+
+
 def decode(
     kind: str, raw: bytes | None, origin: Origin, limits: DecodeLimits
 ) -> Event | DeadLetter:
@@ -62,9 +70,7 @@ def decode(
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            return _rejection(
-                "malformed_json", f"malformed JSON: {first['ctx']['error']}", origin, raw
-            )
+            return _rejection("malformed_json", _why_not_json(raw, first), origin, raw)
         if not first["loc"] and first["type"] in ("dict_type", "model_type"):
             return _rejection(
                 "not_an_object",
