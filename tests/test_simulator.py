@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
 from itertools import islice
@@ -25,6 +28,7 @@ from crmstream.simulator import (
     read_ground_truth,
     simulate,
 )
+from crmstream.simulator import command as command_module
 from crmstream.simulator import producer as producer_module
 from crmstream.simulator.command import simulate_command
 from crmstream.simulator.producer import Pacer, produce
@@ -565,6 +569,32 @@ def test_dry_run_writes_every_event_and_the_ground_truth(tmp_path: Path) -> None
     assert any("raw_base64" in line for line in lines)
     summary = read_ground_truth(truth)[-1]
     assert summary["fact"] == "summary" and summary["customers"] == 30
+
+
+def test_ctrl_c_stops_between_events_and_everything_taken_is_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    taken = []
+
+    def interrupted_run(config: SimulationConfig, truth: GroundTruth) -> Iterator[SimEvent]:
+        for number, event in enumerate(simulate(config, truth)):
+            if number == 50:
+                os.kill(os.getpid(), signal.SIGINT)
+            taken.append(event)
+            yield event
+
+    monkeypatch.setattr(command_module, "simulate", interrupted_run)
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(
+        _cli(),
+        ["--customers", "30", "--days", "3", "--dry-run", "--output", str(out),
+         "--ground-truth", str(tmp_path / "gt.jsonl"), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 130, result.output
+    assert 50 < len(taken) < 60
+    assert len(out.read_bytes().splitlines()) == len(taken)
+    summary = read_ground_truth(tmp_path / "gt.jsonl")[-1]
+    assert sum(summary["events"].values()) == len(taken)
 
 
 def test_command_reports_bad_configuration_with_exit_code_2(

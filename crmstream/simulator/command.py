@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
+from types import FrameType
 from typing import IO, Annotated, Any, NoReturn
 
 import orjson
@@ -100,8 +102,8 @@ def simulate_command(
     generated = simulate(config, truth)
     # Closing the generator completes the ground truth however the run ends; closing the
     # truth as well covers a run that failed before the first event.
-    with closing(truth), closing(generated):
-        events = _for_at_most(generated, duration) if duration is not None else generated
+    with closing(truth), closing(generated), _StopRequest() as stop:
+        events = _until_stopped(generated, stop, duration)
         if settings is None:
             sent, interrupted = _write_jsonl(events, output, progress)
             failed = 0
@@ -113,6 +115,7 @@ def simulate_command(
             _say(f"sent {sent:,} events in {stats.seconds:.1f} s ({stats.rate:,.0f}/s)")
             for error in stats.errors:
                 _say(f"delivery failed: {error}")
+        interrupted = interrupted or stop.requested
     _report(truth.summary, ground_truth, failed)
     if failed:
         raise typer.Exit(EXIT_DELIVERY)
@@ -120,10 +123,38 @@ def simulate_command(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _for_at_most(events: Iterator[SimEvent], seconds: float) -> Iterator[SimEvent]:
-    """Stop asking for events once `seconds` have passed; an event taken is never dropped."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+class _StopRequest:
+    """Turns Ctrl-C and SIGTERM into a request to stop between two events.
+
+    Stopping there keeps the ground truth exact: every event taken from the generator
+    has been sent. A second Ctrl-C interrupts at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def _until_stopped(
+    events: Iterator[SimEvent], stop: _StopRequest, seconds: float | None
+) -> Iterator[SimEvent]:
+    """Stop asking for events when told to or once `seconds` have passed."""
+    deadline = time.monotonic() + seconds if seconds is not None else float("inf")
+    while not stop.requested and time.monotonic() < deadline:
         try:
             yield next(events)
         except StopIteration:

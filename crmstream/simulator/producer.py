@@ -121,11 +121,17 @@ def produce(
     sent = 0
     event_time = 0.0
     started = time.perf_counter()
+    pending = iter(events)
     with SendProgress(progress, "producing") as display:
         try:
-            for event in events:
+            while True:
+                # Wait before taking the next event, so that Ctrl-C during the wait
+                # never leaves an event taken from the generator but not sent.
                 if pacer is not None:
                     pacer.take()
+                event = next(pending, None)
+                if event is None:
+                    break
                 value = event.value
                 if value.__class__ is not bytes:
                     value = dumps(value)
