@@ -129,7 +129,11 @@ def build_flow(settings: Settings) -> Dataflow:
         brokers,
         list(kafka.topics.inputs()),
         tail=True,
-        add_config=client_config,
+        # An explicit first offset needs no offset lookup at start (which some
+        # Kafka-compatible brokers answer wrongly); if retention removed it, the consumer
+        # resets to the earliest offset still kept.
+        starting_offset=0,
+        add_config={"auto.offset.reset": "earliest", **client_config},
         batch_size=kafka.batch_size,
         raise_on_errors=False,
     )

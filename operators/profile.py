@@ -454,7 +454,7 @@ def profile_fields(state: CustomerState, now: float) -> dict[str, Any]:
     """The customer-facing profile: aggregates, RFM, channel mix, recency."""
     w = state.windows
     ref = state.reference or {}
-    totals = w.as_dict()
+    totals = w.snapshot()
     contacts = {c: totals[f"contacts_{c}_30d"] for c in CHANNELS}
     all_contacts = sum(contacts.values())
     return {
@@ -471,7 +471,7 @@ def profile_fields(state: CustomerState, now: float) -> dict[str, Any]:
         "aggregates": totals,
         "recency_days": round(_days(state.last_transaction, now, 365.0), 2),
         "frequency_30d": totals["spend_count_30d"],
-        "monetary_30d": totals["spend_amount_30d"],
+        "monetary_30d": round(totals["spend_amount_30d"], 2),
         "lifetime_transactions": state.lifetime_count,
         "lifetime_amount": round(state.lifetime_amount, 2),
         "channel_mix_30d": {c: round(n / all_contacts, 3) for c, n in contacts.items() if n}

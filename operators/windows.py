@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from collections.abc import Iterator, Mapping
 
 WINDOWS: tuple[tuple[str, int], ...] = (
     ("1h", 3600),
@@ -75,6 +76,34 @@ def login_code(channel: str) -> int:
 
 def complaint_code(channel: str) -> int:
     return _COMPLAINT_BASE + CHANNELS.index(channel)
+
+
+TOTAL_NAMES: tuple[str, ...] = tuple(
+    f"{metric}_{window}" for window in WINDOW_NAMES for metric in METRICS
+)
+_TOTAL_INDEX = {name: i for i, name in enumerate(TOTAL_NAMES)}
+
+
+class WindowTotals(Mapping[str, float]):
+    """Read-only totals by name (`spend_amount_30d`); expanded to a dict only when written."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: array) -> None:
+        self.values = values
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[_TOTAL_INDEX[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TOTAL_NAMES)
+
+    def __len__(self) -> int:
+        return len(TOTAL_NAMES)
+
+    def rounded(self) -> dict[str, float]:
+        """Every total rounded to cents, for the profile written to Redis."""
+        return {name: round(value, 2) for name, value in zip(TOTAL_NAMES, self.values, strict=True)}
 
 
 class RollingWindows:
@@ -144,15 +173,9 @@ class RollingWindows:
     def total(self, window: str, metric: str) -> float:
         return self.totals[WINDOW_NAMES.index(window) * N_METRICS + _M[metric]]
 
-    def as_dict(self) -> dict[str, float]:
-        """Every total, named `<metric>_<window>`, rounded to cents."""
-        out: dict[str, float] = {}
-        totals = self.totals
-        for window, name in enumerate(WINDOW_NAMES):
-            base = window * N_METRICS
-            for metric, metric_name in enumerate(METRICS):
-                out[f"{metric_name}_{name}"] = round(totals[base + metric], 2)
-        return out
+    def snapshot(self) -> WindowTotals:
+        """An immutable copy of every total, cheap enough to take on each event."""
+        return WindowTotals(array("d", self.totals))
 
     def __len__(self) -> int:
         return len(self.times)

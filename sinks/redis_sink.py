@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from crmstream.settings import Redis as RedisSettings
 from operators.records import Alert, Output
+from operators.windows import WindowTotals
 from sinks import metrics
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def connect(config: RedisSettings, retry: Retry | None = None) -> redis.Redis:
 
 
 def _field(value: Any) -> bytes | str | int | float:
+    if isinstance(value, WindowTotals):
+        return orjson.dumps(value.rounded())
     if isinstance(value, (dict, list, tuple)):
         return orjson.dumps(value)
     if isinstance(value, bool):
@@ -166,6 +169,7 @@ class RedisWriter:
 
         # Errors are retried with backoff by the client; while they last, this blocks
         # the worker, which stops reading input: backpressure rather than buffering.
+        self.event_clock = max(self.event_clock, max(o.event_time for o in outputs))
         emitted = self.retry.call_with_retry(
             lambda: self._write_once(latest, moved_from, alerts), self._on_error
         )
@@ -185,7 +189,6 @@ class RedisWriter:
             else:
                 metrics.ALERTS_SUPPRESSED.inc()
         metrics.REDIS_BATCH_SECONDS.observe(time.monotonic() - started)
-        self.event_clock = max(self.event_clock, max(o.event_time for o in outputs))
         if started >= self.next_sweep:
             self.next_sweep = started + self.sweep_every
             self.retry.call_with_retry(self.sweep_dormant, self._on_error)
@@ -195,9 +198,9 @@ class RedisWriter:
 
         Silence produces no event, so this runs beside the writes rather than in the flow.
         """
-        clocks_key = self.keys.event_clocks
-        self.client.hset(clocks_key, str(self.worker_index), self.event_clock)
-        clocks = self.client.hmget(clocks_key, [str(i) for i in range(self.worker_count)])
+        clocks = self.client.hmget(
+            self.keys.event_clocks, [str(i) for i in range(self.worker_count)]
+        )
         if any(clock is None for clock in clocks):
             return 0  # a worker has not written yet: no common clock
         cutoff = min(float(clock) for clock in clocks) - self.dormant_after
@@ -236,6 +239,7 @@ class RedisWriter:
                 pipe.zadd(keys.activity, {customer_id: output.last_activity})
             else:
                 pipe.zrem(keys.activity, customer_id)
+        pipe.hset(keys.event_clocks, str(self.worker_index), self.event_clock)
         for alert in alerts:
             self.emit_alert(
                 keys=[keys.alert_seen(alert.alert_id), keys.alerts, keys.rm_alerts(alert.rm_id)],

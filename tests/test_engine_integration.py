@@ -190,8 +190,10 @@ def test_profiles_alerts_dead_letters_and_metrics(
         assert engine.metric("process_resident_memory_bytes") > 0
         # Lag is reported for every input partition and drains once everything is read.
         wait_for(
-            lambda: engine.metric("crmstream_kafka_consumer_lag_messages") == 0
-            and engine.series("crmstream_kafka_consumer_lag_messages") == 4 * 4,
+            lambda: (
+                engine.metric("crmstream_kafka_consumer_lag_messages") == 0
+                and engine.series("crmstream_kafka_consumer_lag_messages") == 4 * 4
+            ),
             timeout=15,
             interval=0.5,
             what="lag reported as 0 for the 16 input partitions",

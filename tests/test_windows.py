@@ -170,13 +170,13 @@ def test_an_event_older_than_every_window_counts_nowhere() -> None:
     assert {windows.total(name, "spend_amount") for name, _ in WINDOWS} == {10.0}
 
 
-def test_as_dict_names_every_total_and_rounds_to_cents() -> None:
+def test_totals_are_named_and_rounded_to_cents() -> None:
     windows = RollingWindows()
     windows.add(T0, complaint_code("branch"), 4.0)
     windows.add(T0 + 1, SPEND, 10.005)
     windows.add(T0 + 2, SPEND, 0.001)
 
-    totals = windows.as_dict()
+    totals = windows.snapshot().rounded()
 
     assert len(totals) == len(METRICS) * len(WINDOWS)
     assert totals["complaints_1h"] == 1.0
@@ -233,7 +233,7 @@ def test_pickling_keeps_totals_and_behaviour() -> None:
 
     restored = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
 
-    assert restored.as_dict() == original.as_dict()
+    assert restored.snapshot().rounded() == original.snapshot().rounded()
     assert len(restored) == len(original)
     assert restored.latest == original.latest
     # Both continue identically, including an out-of-order event and expiry.
@@ -241,7 +241,7 @@ def test_pickling_keeps_totals_and_behaviour() -> None:
     for at, code, amount in [late, *stream[900:]]:
         original.add(at, code, amount)
         restored.add(at, code, amount)
-    assert restored.as_dict() == original.as_dict()
+    assert restored.snapshot().rounded() == original.snapshot().rounded()
     assert len(restored) == len(original)
     recent = [e for e in [*stream, late] if e[0] > stream[-1][0] - 31 * DAY]
     assert_matches(restored, recent)
