@@ -52,7 +52,6 @@ PRODUCTS: tuple[str, ...] = (
 )
 PRODUCT_OFFERS: tuple[str, ...] = PRODUCTS[1:]
 RETENTION_OFFERS: tuple[str, ...] = ("retention_fee_waiver", "retention_rate_boost")
-OFFERS: tuple[str, ...] = PRODUCT_OFFERS + RETENTION_OFFERS
 
 
 class Category(NamedTuple):
@@ -175,7 +174,6 @@ SEGMENTS: tuple[Segment, ...] = (
 SEGMENT_CUM: tuple[float, ...] = tuple(accumulate(s.share for s in SEGMENTS))
 
 # Channel habits: where a customer logs in from and where they go for help.
-LOGIN_CHANNELS: tuple[str, ...] = ("mobile_app", "web")
 HABIT_LOGIN_APP_SHARE: tuple[float, ...] = (0.92, 0.15, 0.4, 0.5)
 HABIT_LOGIN_RATE: tuple[float, ...] = (1.0, 0.8, 0.3, 0.5)
 SUPPORT_CHANNELS: tuple[str, ...] = (

@@ -47,10 +47,6 @@ def calendar_day(day: int) -> tuple[int, int]:
     return moment.day, moment.weekday()
 
 
-def day_number(ts: float) -> int:
-    return int(ts // DAY)
-
-
 def to_date(ts: float) -> date:
     return datetime.fromtimestamp(ts, timezone.utc).date()
 

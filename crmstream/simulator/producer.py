@@ -46,7 +46,6 @@ class ProduceStats:
     undelivered: int = 0  # still queued when the final flush gave up
     seconds: float = 0.0
     interrupted: bool = False  # stopped early by Ctrl-C
-    last_event_time: float | None = None
     errors: list[str] = field(default_factory=list)  # the first few failure reasons
 
     @property
@@ -151,7 +150,6 @@ def produce(
         except KeyboardInterrupt:
             stats.interrupted = True
         stats.produced = sent
-        stats.last_event_time = event_time if sent else None
         display.finish(sent, event_time)
         stats.undelivered = producer.flush(FLUSH_TIMEOUT_SECONDS)
     stats.seconds = time.perf_counter() - started
