@@ -56,13 +56,14 @@ def schemas_command(
 @app.command("demo")
 def demo_command(
     duration: Annotated[float, typer.Option(help="Seconds to run before stopping.")] = 60.0,
-    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 5000,
+    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 3000.0,
+    days: Annotated[float, typer.Option(help="Simulated days of bank activity.")] = 20.0,
 ) -> None:
     """Start local services, the simulator and the engine; show a live summary; stop."""
     from crmstream.demo import run_demo
 
-    raise typer.Exit(run_demo(duration=duration, customers=customers, rate=rate))
+    raise typer.Exit(run_demo(duration=duration, customers=customers, rate=rate, days=days))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def _clear_demo_keys(settings: Settings) -> None:
         client.unlink(*keys[i : i + 1000])
 
 
-def run_demo(duration: float, customers: int, rate: float) -> int:
+def run_demo(duration: float, customers: int, rate: float, days: float) -> int:
     RUN_DIR.mkdir(exist_ok=True)
     try:
         settings = load_settings()
@@ -137,7 +137,7 @@ def run_demo(duration: float, customers: int, rate: float) -> int:
         console.print(f"[red]cannot start the demo:[/red] {exc}")
         return 2
     try:
-        return _run(settings, env, environment, duration, customers, rate)
+        return _run(settings, env, environment, duration, customers, rate, days)
     finally:
         for service in environment.started:
             service.stop()
@@ -148,7 +148,7 @@ def run_demo(duration: float, customers: int, rate: float) -> int:
 
 
 def _run(settings: Settings, env: dict[str, str], environment: DevEnvironment, duration: float,
-         customers: int, rate: float) -> int:  # fmt: skip
+         customers: int, rate: float, days: float) -> int:  # fmt: skip
     _clear_demo_keys(settings)
     client = connect(settings.redis)
     keys = RedisKeys(settings.redis.key_prefix)
@@ -162,7 +162,7 @@ def _run(settings: Settings, env: dict[str, str], environment: DevEnvironment, d
         _process([*command, "run"], env, RUN_DIR / "engine.log") as engine,
         _process(
             [*command, "simulate", "--customers", str(customers), "--rate", str(rate),
-             "--days", "60", "--bad-fraction", "0.002", "--duration", str(duration),
+             "--days", str(days), "--bad-fraction", "0.002", "--duration", str(duration),
              "--ground-truth", str(RUN_DIR / "ground_truth.jsonl")],
             env,
             RUN_DIR / "simulator.log",

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import pytest
 import typer
+from confluent_kafka import Consumer, TopicPartition
+from helpers import settings_for, wait_for
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -29,8 +32,8 @@ from crmstream.simulator import (
     simulate,
 )
 from crmstream.simulator import command as command_module
-from crmstream.simulator import producer as producer_module
 from crmstream.simulator.command import simulate_command
+from crmstream.simulator.config import KINDS
 from crmstream.simulator.producer import Pacer, produce
 
 DAY = 86_400.0
@@ -494,53 +497,40 @@ def test_pacer_catches_up_only_a_short_burst_after_a_stall() -> None:
     assert sent == pytest.approx(10_000 * 1.1, rel=0.01)
 
 
-class FakeProducer:
-    """Stands in for confluent_kafka.Producer: records messages, fills up once."""
-
-    instances: ClassVar[list[FakeProducer]] = []
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-        self.messages: list[tuple[str, bytes, bytes, int]] = []
-        self.full_once = True
-        self.polls = 0
-        FakeProducer.instances.append(self)
-
-    def produce(self, topic: str, value: bytes, key: bytes, timestamp: int) -> None:
-        if self.full_once and len(self.messages) == 3:
-            self.full_once = False
-            raise BufferError("queue full")
-        self.messages.append((topic, value, key, timestamp))
-
-    def poll(self, timeout: float) -> int:
-        self.polls += 1
-        return 0
-
-    def flush(self, timeout: float) -> int:
-        self.config["on_delivery"]("MSG_TIMED_OUT", None)  # one message failed
-        return 0
-
-
-def test_produce_sends_each_event_to_its_topic_keyed_and_timestamped(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(producer_module, "Producer", FakeProducer)
-    monkeypatch.setenv("CRMSTREAM_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9")
-    settings = load_settings()
+def test_produce_sends_each_event_to_its_topic_keyed(broker, make_topics) -> None:
+    topics = make_topics(partitions=1)
+    settings = settings_for(broker, None, topics)
     events = list(simulate(SimulationConfig(customers=20, days=2, seed=1, bad_fraction=0.05)))
+    before = time.time()
     stats = produce(events, settings, rate=None, progress=False)
-    fake = FakeProducer.instances[-1]
-    assert fake.config["enable.idempotence"] is False
-    assert fake.config["bootstrap.servers"] == "127.0.0.1:9"
-    assert len(fake.messages) == len(events) == stats.produced
-    assert stats.failed == 1 and stats.delivered == len(events) - 1
-    topics = settings.kafka.topics
-    for event, (topic, value, key, timestamp) in zip(events, fake.messages, strict=True):
-        assert topic == getattr(topics, event.kind)
-        assert key == event.key.encode()
-        assert timestamp == round(event.event_time * 1000)
-        expected = event.value if isinstance(event.value, bytes) else orjson.dumps(event.value)
-        assert value == expected
+    assert stats.produced == stats.delivered == len(events) and stats.failed == 0
+
+    consumer = Consumer({"bootstrap.servers": broker.endpoint, "group.id": "sim-reader"})
+    consumer.assign([TopicPartition(getattr(topics, kind), 0, 0) for kind in KINDS])
+    received: dict[str, list[tuple[bytes, bytes, int]]] = {kind: [] for kind in KINDS}
+    by_topic = {getattr(topics, kind): kind for kind in KINDS}
+
+    def all_received() -> bool:
+        for message in consumer.consume(500, timeout=0.2):
+            if message.error() is None:
+                received[by_topic[message.topic()]].append(
+                    (message.key(), message.value(), message.timestamp()[1])
+                )
+        return sum(map(len, received.values())) >= len(events)
+
+    try:
+        wait_for(all_received, timeout=30, what=f"{len(events)} simulated events on the broker")
+    finally:
+        consumer.close()
+    for kind in KINDS:
+        sent = [e for e in events if e.kind == kind]
+        got = received[kind]
+        assert [key for key, _, _ in got] == [e.key.encode() for e in sent]
+        assert [value for _, value, _ in got] == [
+            e.value if isinstance(e.value, bytes) else orjson.dumps(e.value) for e in sent
+        ]
+        # Stamped when sent, not with the (simulated) event time.
+        assert all(stamp / 1000 >= before - 1 for _, _, stamp in got)
 
 
 # -- command -----------------------------------------------------------------------------

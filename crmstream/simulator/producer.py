@@ -107,7 +107,8 @@ def produce(
     """Send `events` to the topics named in `settings`; returns once all are flushed.
 
     Message key is the customer id, the value is the JSON (or the raw bytes of a
-    malformed record), and the message timestamp is the event time. Ctrl-C stops
+    malformed record); the message timestamp is the time of sending, as a bank's
+    producers set it, so the engine measures latency from arrival. Ctrl-C stops
     sending, flushes what was sent, and returns with `interrupted` set.
     """
     stats = ProduceStats()
@@ -136,10 +137,9 @@ def produce(
                     value = dumps(value)
                 event_time = event.event_time
                 message = (topics[event.kind], value, event.key.encode())
-                timestamp = round(event_time * 1000)
                 while True:
                     try:
-                        producer.produce(*message, timestamp=timestamp)
+                        producer.produce(*message)
                         break
                     except BufferError:
                         producer.poll(0.05)  # queue full: let deliveries drain
