@@ -167,7 +167,15 @@ class Lifecycle(Section):
 class Alerts(Section):
     churn_enter: float = Field(ge=0, le=1)
     churn_exit: float = Field(ge=0, le=1)
-    suspicious_score: float = Field(ge=0, le=1)
+    suspicious_budget: float = Field(
+        gt=0, lt=1, description="share of transactions allowed to raise suspicious alerts"
+    )
+
+    @property
+    def suspicious_rank(self) -> float:
+        """Calibrated anomaly rank from which a transaction is suspicious."""
+        return 1.0 - self.suspicious_budget
+
     suspicious_min_amount: float = Field(ge=0)
     large_inflow_amount: PositiveFloat
     large_outflow_amount: PositiveFloat

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from river import compose, linear_model, optim, preprocessing
 
 
@@ -21,10 +23,15 @@ class LogisticChurn:
 
     name = "logistic"
 
-    def __init__(self, learning_rate: float = 0.02, l2: float = 1e-4) -> None:
+    def __init__(self, learning_rate: float = 0.02, l2: float = 1e-4, prior: float = 0.05) -> None:
+        # Before any label resolves, every customer gets the prior churn rate, not 0.5.
         self.pipeline = compose.Pipeline(
             preprocessing.StandardScaler(),
-            linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2),
+            linear_model.LogisticRegression(
+                optimizer=optim.SGD(learning_rate),
+                l2=l2,
+                intercept_init=math.log(prior / (1 - prior)),
+            ),
         )
         self.updates = 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from online_models.calibration import RollingQuantile
 from online_models.registry import build
 from operators.reasons import anomaly_reasons, churn_reasons
 from operators.records import Scored, ScoreRequest
@@ -34,6 +35,7 @@ class ModelShard:
         self.churn = build("churn", choice.churn, choice.seed)
         self.anomaly = build("anomaly", choice.anomaly, choice.seed)
         self.offers = build("offers", choice.offers, choice.seed)
+        self.anomaly_ranks = RollingQuantile(window=5000, warmup=500)
 
     def versions(self) -> dict[str, str]:
         return {
@@ -58,7 +60,9 @@ class ModelShard:
         anomaly_why: list[str] = []
         if request.anomaly_features is not None:
             x = request.anomaly_features
-            anomaly_score = self.anomaly.score_one(x)
+            raw = self.anomaly.score_one(x)
+            anomaly_score = self.anomaly_ranks.rank(raw)
+            self.anomaly_ranks.learn_one(raw)
             self.anomaly.learn_one(x)
             anomaly_why = anomaly_reasons(x)
 

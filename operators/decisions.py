@@ -206,15 +206,16 @@ class DecisionLogic:
             score = scored.anomaly_score
             if (
                 score is not None
-                and score >= config.suspicious_score
+                and score >= config.suspicious_rank
                 and amount >= config.suspicious_min_amount
             ):
-                severity = "high" if score >= (1 + config.suspicious_score) / 2 else "medium"
+                # The top fifth of the budget is the most unusual: high severity.
+                severity = "high" if score >= 1 - config.suspicious_budget / 5 else "medium"
                 yield (
                     "suspicious_transaction",
                     severity,
                     [
-                        f"anomaly score {score:.2f} on {amount:,.2f} {currency}",
+                        f"{amount:,.2f} {currency}, more unusual than {score:.1%} of recent transactions",
                         *scored.anomaly_reasons,
                     ],
                 )

@@ -109,26 +109,26 @@ def test_suspicious_transaction_alert_carries_reasons_and_scores() -> None:
         DecisionState(),
         tx(amount=640.0),
         churn_risk=0.2,
-        anomaly_score=0.9,
+        anomaly_score=0.996,
         anomaly_reasons=reasons,
     )
 
     (alert,) = output.alerts
     assert alert.type == "suspicious_transaction"
     assert alert.severity == "medium"
-    assert alert.reasons == ("anomaly score 0.90 on 640.00 EUR", *reasons)
-    assert alert.scores == {"churn_risk": 0.2, "anomaly_score": 0.9}
-    assert output.profile["anomaly_score"] == 0.9
+    assert alert.reasons == ("640.00 EUR, more unusual than 99.6% of recent transactions", *reasons)
+    assert alert.scores == {"churn_risk": 0.2, "anomaly_score": 0.996}
+    assert output.profile["anomaly_score"] == 0.996
     assert output.profile["anomaly_reasons"] == reasons
 
 
 @pytest.mark.parametrize(
     ("score", "amount", "expected"),
     [
-        (0.99, 640.0, ["high"]),
-        (ALERTS.suspicious_score, ALERTS.suspicious_min_amount, ["medium"]),
-        (ALERTS.suspicious_score - 0.01, 640.0, []),
-        (0.99, ALERTS.suspicious_min_amount - 0.01, []),
+        (0.9995, 640.0, ["high"]),
+        (ALERTS.suspicious_rank, ALERTS.suspicious_min_amount, ["medium"]),
+        (ALERTS.suspicious_rank - 0.001, 640.0, []),
+        (0.9995, ALERTS.suspicious_min_amount - 0.01, []),
     ],
 )
 def test_suspicious_transaction_thresholds(score: float, amount: float, expected: list) -> None:
@@ -244,26 +244,26 @@ def test_complaint_alerts_only_for_high_value_tiers(
 def test_cooldown_is_per_customer_and_alert_type() -> None:
     cooldown = ALERTS.cooldown_seconds["suspicious_transaction"]
     state, other = DecisionState(), DecisionState()
-    assert types(decide(state, tx(at=T0, amount=900.0), anomaly_score=0.95)) == [
+    assert types(decide(state, tx(at=T0, amount=900.0), anomaly_score=0.998)) == [
         "suspicious_transaction"
     ]
 
     inflow = tx(at=T0 + 60, amount=30_000.0, direction="credit", kind="transfer_in")
-    assert types(decide(state, inflow, anomaly_score=0.95)) == ["large_inflow"]
-    assert types(decide(other, tx("c2", at=T0 + 60, amount=900.0), anomaly_score=0.95)) == [
+    assert types(decide(state, inflow, anomaly_score=0.998)) == ["large_inflow"]
+    assert types(decide(other, tx("c2", at=T0 + 60, amount=900.0), anomaly_score=0.998)) == [
         "suspicious_transaction"
     ]
-    assert types(decide(state, tx(at=T0 + cooldown - 1, amount=900.0), anomaly_score=0.95)) == []
-    assert types(decide(state, tx(at=T0 + cooldown, amount=900.0), anomaly_score=0.95)) == [
+    assert types(decide(state, tx(at=T0 + cooldown - 1, amount=900.0), anomaly_score=0.998)) == []
+    assert types(decide(state, tx(at=T0 + cooldown, amount=900.0), anomaly_score=0.998)) == [
         "suspicious_transaction"
     ]
 
 
 def test_alert_ids_are_deterministic() -> None:
     event = tx(amount=900.0)
-    first = decide(DecisionState(), event, churn_risk=0.9, anomaly_score=0.95)
-    replay = decide(DecisionState(), event, churn_risk=0.9, anomaly_score=0.95)
-    other = decide(DecisionState(), tx(amount=900.0), churn_risk=0.9, anomaly_score=0.95)
+    first = decide(DecisionState(), event, churn_risk=0.9, anomaly_score=0.998)
+    replay = decide(DecisionState(), event, churn_risk=0.9, anomaly_score=0.998)
+    other = decide(DecisionState(), tx(amount=900.0), churn_risk=0.9, anomaly_score=0.998)
 
     ids = [a.alert_id for a in first.alerts]
     assert len(ids) == 2 and len(set(ids)) == 2, "one id per alert type"
