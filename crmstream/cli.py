@@ -56,9 +56,9 @@ def schemas_command(
 @app.command("demo")
 def demo_command(
     duration: Annotated[float, typer.Option(help="Seconds to run before stopping.")] = 60.0,
-    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
+    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 1000,
     rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 3000.0,
-    days: Annotated[float, typer.Option(help="Simulated days of bank activity.")] = 20.0,
+    days: Annotated[float, typer.Option(help="Simulated days of bank activity.")] = 45.0,
 ) -> None:
     """Start local services, the simulator and the engine; show a live summary; stop."""
     from crmstream.demo import run_demo

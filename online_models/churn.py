@@ -14,6 +14,8 @@ class LogisticChurn:
     which is what the reasons are written from.
 
     >>> model = LogisticChurn()
+    >>> model.predict_proba_one({"days_since_login": 40.0})  # no labels yet: the prior
+    0.05
     >>> for _ in range(200):
     ...     model.learn_one({"days_since_login": 30.0, "complaints_30d": 2.0}, True)
     ...     model.learn_one({"days_since_login": 1.0, "complaints_30d": 0.0}, False)
@@ -23,8 +25,19 @@ class LogisticChurn:
 
     name = "logistic"
 
-    def __init__(self, learning_rate: float = 0.02, l2: float = 1e-4, prior: float = 0.05) -> None:
-        # Before any label resolves, every customer gets the prior churn rate, not 0.5.
+    def __init__(
+        self,
+        learning_rate: float = 0.02,
+        l2: float = 1e-4,
+        prior: float = 0.05,
+        warmup_per_class: int = 50,
+    ) -> None:
+        # Labels are delayed unequally: a closure labels at once, a quiet horizon only after
+        # it passed. Until both classes were seen often enough, the model would mostly
+        # have seen churners, so it answers the prior rate instead.
+        self.prior = prior
+        self.warmup_per_class = warmup_per_class
+        self.seen = {True: 0, False: 0}
         self.pipeline = compose.Pipeline(
             preprocessing.StandardScaler(),
             linear_model.LogisticRegression(
@@ -35,11 +48,18 @@ class LogisticChurn:
         )
         self.updates = 0
 
+    @property
+    def warm(self) -> bool:
+        return min(self.seen.values()) >= self.warmup_per_class
+
     def predict_proba_one(self, x: dict[str, float]) -> float:
+        if not self.warm:
+            return self.prior
         return self.pipeline.predict_proba_one(x).get(True, 0.0)
 
     def learn_one(self, x: dict[str, float], y: bool) -> None:
         self.pipeline.learn_one(x, y)
+        self.seen[bool(y)] += 1
         self.updates += 1
 
     def contributions(self, x: dict[str, float]) -> dict[str, float]:

@@ -180,12 +180,24 @@ OFFERS = ("savings", "mortgage")
 def test_shard_learns_from_labels_before_scoring() -> None:
     payment, _ = _requests()
     fresh = ModelShard(shard_choice()).handle(payment, OFFERS)
-    payment.labels = [("churn", payment.churn_features, True)] * 30
+    quiet = {**payment.churn_features, "days_since_login": 0.0, "complaints_30d": 0.0}
+    payment.labels = [("churn", payment.churn_features, True)] * 60 + [
+        ("churn", quiet, False)
+    ] * 60
 
     scored = ModelShard(shard_choice()).handle(payment, OFFERS)
 
     assert scored.churn_risk > fresh.churn_risk
-    assert scored.model_versions["churn"] == "logistic@30"
+    assert scored.model_versions["churn"] == "logistic@120"
+
+
+def test_churn_risk_is_the_prior_until_both_outcomes_were_learned() -> None:
+    payment, _ = _requests()
+    payment.labels = [("churn", payment.churn_features, True)] * 200
+
+    scored = ModelShard(shard_choice()).handle(payment, OFFERS)
+
+    assert scored.churn_risk == 0.05
 
 
 def test_shard_versions_count_updates_of_each_model() -> None:
