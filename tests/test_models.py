@@ -181,9 +181,7 @@ def test_shard_learns_from_labels_before_scoring() -> None:
     payment, _ = _requests()
     fresh = ModelShard(shard_choice()).handle(payment, OFFERS)
     quiet = {**payment.churn_features, "days_since_login": 0.0, "complaints_30d": 0.0}
-    payment.labels = [("churn", payment.churn_features, True)] * 60 + [
-        ("churn", quiet, False)
-    ] * 60
+    payment.labels = [("churn", payment.churn_features, True)] * 60 + [("churn", quiet, False)] * 60
 
     scored = ModelShard(shard_choice()).handle(payment, OFFERS)
 
