@@ -25,6 +25,7 @@ from operators.decode import DecodeLimits, decode
 from operators.profile import CustomerState, ProfileConfig, ProfileLogic
 from operators.records import DeadLetter, Event, Origin, ScoreRequest
 from sinks.dead_letter import DeadLetterSink
+from sinks.model_quality import ModelQualitySink
 from sinks.redis_sink import RedisSink
 from sources.kafka import LagReportingKafkaSource
 
@@ -171,11 +172,12 @@ def build_flow(settings: Settings) -> Dataflow:
             lambda state, s: [decision_logic.decide(state, s)],
         ),
     )
+    outputs = op.key_rm("decide_out", decided)
     op.output(
-        "redis",
-        op.key_rm("decide_out", decided),
-        RedisSink(settings.redis, settings.lifecycle.dormant_after_days * 86400.0),
+        "redis", outputs, RedisSink(settings.redis, settings.lifecycle.dormant_after_days * 86400.0)
     )
+    quality = op.flat_map("quality_pairs", outputs, lambda output: output.quality)
+    op.output("model_quality", quality, ModelQualitySink())
 
     dead = op.merge("dead_letters", decoded.falses, applied.falses)
     op.output(

@@ -16,6 +16,7 @@ from crmstream.settings import Alerts, Lifecycle, OfferCatalogue
 from operators.records import Alert, Output, Scored
 
 DAY = 86400.0
+_PREDICTION_MEMORY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,9 @@ class DecisionState:
         "anomaly_reasons",
         "anomaly_score",
         "churn_armed",
+        "churn_predictions",
         "declined",
+        "impressions",
         "last_alert",
         "next_offer",
         "rm_id",
@@ -43,6 +46,8 @@ class DecisionState:
 
     def __init__(self) -> None:
         self.churn_armed = True
+        self.churn_predictions: dict[float, float] = {}
+        self.impressions: dict[str, tuple[float, float, str]] = {}
         self.last_alert: dict[str, float] = {}
         self.rm_id: str | None = None
         self.anomaly_score: float | None = None
@@ -108,6 +113,7 @@ class DecisionLogic:
         )
         if event.kind == "interactions" and event.body["type"] == "offer_declined":
             state.declined[event.body.get("offer_id") or ""] = at
+        quality = [*scored.quality, *self._resolved_predictions(state, scored)]
 
         scores = {"churn_risk": round(scored.churn_risk, 4)}
         if state.anomaly_score is not None:
@@ -182,7 +188,40 @@ class DecisionLogic:
             topic=event.origin.topic,
             last_activity=profile["last_activity_at"],
             scores=scores,
+            quality=quality,
         )
+
+    @staticmethod
+    def _resolved_predictions(
+        state: DecisionState, scored: Scored
+    ) -> list[tuple[str, float, bool]]:
+        """Keep this event's predictions; pair earlier ones with the labels that just resolved."""
+        request = scored.request
+        event = request.event
+        pairs: list[tuple[str, float, bool]] = []
+        if request.churn_snapshot is not None:
+            state.churn_predictions[request.churn_snapshot] = scored.churn_risk
+            while len(state.churn_predictions) > _PREDICTION_MEMORY:
+                del state.churn_predictions[min(state.churn_predictions)]
+        churn_labels = [label for model, _, label in request.labels if model == "churn"]
+        for taken, label in zip(request.resolved_snapshots, churn_labels, strict=True):
+            predicted = state.churn_predictions.pop(taken, None)
+            if predicted is not None:
+                pairs.append(("churn", predicted, bool(label)))
+        if event.kind == "interactions":
+            body = event.body
+            offer_id = body.get("offer_id")
+            if body["type"] == "offer_impression" and offer_id in scored.offer_propensities:
+                propensity = scored.offer_propensities[offer_id]
+                state.impressions[offer_id] = (event.event_time, propensity, body["channel"])
+                while len(state.impressions) > _PREDICTION_MEMORY:
+                    oldest = min(state.impressions, key=lambda k: state.impressions[k][0])
+                    del state.impressions[oldest]
+            elif body["type"] in ("offer_accepted", "offer_declined") and offer_id:
+                shown = state.impressions.pop(offer_id, None)
+                if shown is not None:
+                    pairs.append(("offers", shown[1], body["type"] == "offer_accepted"))
+        return pairs
 
     def _alert_candidates(
         self, state: DecisionState, scored: Scored, tier: str, scores: dict[str, float]

@@ -216,6 +216,7 @@ class ProfileLogic:
         body = event.body
         at = event.event_time
         labels: list[tuple[str, dict[str, float], Any]] = []
+        resolved: list[float] = []
         anomaly = None
         offer_context = None
         if state.first_seen is None or at < state.first_seen:
@@ -233,13 +234,14 @@ class ProfileLogic:
             state.closed_at = at
             horizon = self.config.churn_horizon
             labels.extend(("churn", f, at - t < horizon) for t, f in state.churn_ledger)
+            resolved.extend(t for t, _ in state.churn_ledger)
             state.churn_ledger = []
 
         now = max(state.windows.latest, at)
         if offer_context is None and kind in ("interactions", "customers"):
             offer_context = offer_features(state, now)
         churn = churn_features(state, now)
-        labels.extend(self._resolve_and_snapshot_churn(state, now, churn))
+        snapshot = self._resolve_and_snapshot_churn(state, now, churn, labels, resolved)
         return ScoreRequest(
             customer_id=event.customer_id,
             event=event,
@@ -248,6 +250,8 @@ class ProfileLogic:
             anomaly_features=anomaly,
             offer_context=offer_context,
             labels=labels,
+            churn_snapshot=snapshot,
+            resolved_snapshots=resolved,
         )
 
     @staticmethod
@@ -338,18 +342,26 @@ class ProfileLogic:
         return offer_context, label
 
     def _resolve_and_snapshot_churn(
-        self, state: CustomerState, now: float, features: dict[str, float]
-    ) -> list[tuple[str, dict[str, float], Any]]:
+        self,
+        state: CustomerState,
+        now: float,
+        features: dict[str, float],
+        labels: list[tuple[str, dict[str, float], Any]],
+        resolved: list[float],
+    ) -> float | None:
         """Delayed churn labels: a snapshot is a non-churner once the horizon passed quietly.
 
         Snapshots are taken at most every `churn_snapshot_every` of event time and learned
         from only when their label is known, so no label is ever used before its time.
+        Appends resolved labels (and their snapshot times); returns the time of the snapshot
+        taken now, if one was.
         """
         horizon = self.config.churn_horizon
-        resolved = [(t, f) for t, f in state.churn_ledger if now - t >= horizon]
-        if resolved:
+        quiet = [(t, f) for t, f in state.churn_ledger if now - t >= horizon]
+        if quiet:
             state.churn_ledger = [(t, f) for t, f in state.churn_ledger if now - t < horizon]
-        labels = [("churn", f, False) for _, f in resolved]
+        labels.extend(("churn", f, False) for _, f in quiet)
+        resolved.extend(t for t, _ in quiet)
         # A full ledger takes no new snapshot until its oldest resolves: dropping the oldest
         # instead would mean an always-active customer never yields a "stayed" label.
         if (
@@ -362,7 +374,8 @@ class ProfileLogic:
         ):
             state.last_snapshot = now
             state.churn_ledger.append((now, features))
-        return labels
+            return now
+        return None
 
 
 def churn_features(state: CustomerState, now: float) -> dict[str, float]:

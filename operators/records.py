@@ -57,6 +57,10 @@ class ScoreRequest:
     offer_context: dict[str, float] | None
     labels: list[tuple[str, dict[str, float], Any]] = field(default_factory=list)
     """(model, features, label) examples resolved by this event, to learn from."""
+    churn_snapshot: float | None = None
+    """Time of the churn snapshot taken at this event: its score is a prediction to keep."""
+    resolved_snapshots: list[float] = field(default_factory=list)
+    """Times of the snapshots whose churn labels are in `labels`, in the same order."""
 
 
 @dataclass(slots=True)
@@ -70,6 +74,8 @@ class Scored:
     anomaly_reasons: list[str]
     offer_propensities: dict[str, float]
     model_versions: dict[str, str]
+    quality: list[tuple[str, float, bool]] = field(default_factory=list)
+    """(model, earlier prediction, label) pairs the models resolved on this event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +106,4 @@ class Output:
     topic: str
     last_activity: float | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    quality: list[tuple[str, float, bool]] = field(default_factory=list)

@@ -68,3 +68,39 @@ DORMANT_MARKED = Counter(
 def serve(host: str, port: int) -> None:
     """Expose the default registry (with process and platform collectors) over HTTP."""
     start_http_server(port, addr=host)
+
+
+# Model quality, prequential: predictions made before their labels, matched when labels
+# resolve. Labelled by model only, never by customer.
+MODEL_LABELS = Counter(
+    "crmstream_model_labels_total",
+    "Labels resolved and matched with an earlier prediction.",
+    ["model"],
+)
+MODEL_AUC = Gauge(
+    "crmstream_model_roc_auc", "Rolling ROC AUC over the last 5,000 labels.", ["model"]
+)
+MODEL_LOG_LOSS = Gauge("crmstream_model_log_loss", "Rolling mean log loss.", ["model"])
+MODEL_CALIBRATION_ERROR = Gauge(
+    "crmstream_model_calibration_error",
+    "Expected calibration error (10 bins) over the rolling window.",
+    ["model"],
+)
+MODEL_MEAN_PREDICTED = Gauge(
+    "crmstream_model_mean_predicted",
+    "Mean predicted probability over the rolling window.",
+    ["model"],
+)
+MODEL_POSITIVE_RATE = Gauge(
+    "crmstream_model_positive_rate", "Observed positive rate over the rolling window.", ["model"]
+)
+MODEL_DRIFTS = Counter(
+    "crmstream_model_drift_detections_total",
+    "ADWIN detections of a change in a model's loss.",
+    ["model"],
+)
+MODEL_UPDATES = Gauge(
+    "crmstream_model_updates",
+    "Learning steps of each model replica: the version of its checkpoint.",
+    ["model", "shard"],
+)

@@ -10,6 +10,7 @@ from factories import (
     DAY,
     PROFILE_FIELDS,
     T0,
+    closed,
     contact,
     decisions_config,
     profile,
@@ -470,3 +471,33 @@ def test_the_profile_has_exactly_the_documented_fields() -> None:
     assert set(output.profile) == PROFILE_FIELDS
     assert output.profile["last_activity_at"] == "2025-03-03T13:00:00.000Z"
     assert output.last_activity == T0 + 3600
+
+
+# --- prequential quality ----------------------------------------------------------------------
+
+
+def test_a_churn_prediction_is_paired_with_its_label_when_it_resolves() -> None:
+    state = DecisionState()
+    at_snapshot = scored(contact(at=T0), churn_risk=0.8)
+    at_snapshot.request.churn_snapshot = T0
+    assert LOGIC.decide(state, at_snapshot).quality == []
+
+    later = scored(closed(at=T0 + 5 * DAY), churn_risk=0.3)
+    later.request.labels = [("churn", {}, True)]
+    later.request.resolved_snapshots = [T0]
+    # The pair carries the risk predicted at the snapshot, not the one after the closure.
+    assert LOGIC.decide(state, later).quality == [("churn", 0.8, True)]
+
+
+def test_an_offer_response_is_paired_with_the_propensity_at_the_impression() -> None:
+    state = DecisionState()
+    shown = scored(
+        contact(at=T0, type="offer_impression", offer_id="savings"),
+        offer_propensities={"savings": 0.3, "mortgage": 0.1},
+    )
+    assert LOGIC.decide(state, shown).quality == []
+    answer = scored(contact(at=T0 + 60, type="offer_accepted", offer_id="savings"))
+    assert LOGIC.decide(state, answer).quality == [("offers", 0.3, True)]
+    # A response to an offer never shown is not a prediction to judge.
+    stray = scored(contact(at=T0 + 90, type="offer_declined", offer_id="mortgage"))
+    assert LOGIC.decide(state, stray).quality == []

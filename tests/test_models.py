@@ -16,6 +16,7 @@ from online_models.registry import ROLES, build
 from online_models.shard import ModelShard, shard_of
 from operators.profile import CustomerState
 from operators.records import ScoreRequest
+from sinks.model_quality import ModelQuality, expected_calibration_error
 
 LEAVING = {"days_since_login": 40.0, "complaints_30d": 2.0, "net_flow_ratio": -0.6}
 STAYING = {"days_since_login": 1.0, "complaints_30d": 0.0, "net_flow_ratio": 0.3}
@@ -240,3 +241,19 @@ def test_shard_of_spreads_customers_and_is_stable() -> None:
     assert owners == {str(i) for i in range(shards)}
     # The same in every process (unlike Python's salted hash()): crc32 of the id.
     assert shard_of("cust-7", 8) == "6"
+
+
+def test_model_quality_tracks_auc_loss_calibration_and_drift() -> None:
+    quality = ModelQuality("test-model", window=500)
+    rng = random.Random(5)
+    for _ in range(500):  # a good model: positives score high
+        y = rng.random() < 0.3
+        quality.update(0.8 if y else 0.2, y)
+    good_auc = quality.auc.get()
+    for _ in range(1500):  # then it turns useless and badly calibrated
+        y = rng.random() < 0.3
+        quality.update(0.9, y)
+    assert good_auc == 1.0
+    assert quality.auc.get() == pytest.approx(0.5, abs=0.01)
+    assert quality.drifts >= 1
+    assert expected_calibration_error(quality.pairs) == pytest.approx(0.6, abs=0.05)
