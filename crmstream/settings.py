@@ -189,6 +189,19 @@ class Alerts(Section):
         return self
 
 
+class Rules(Section):
+    """Hard rules beside the anomaly model, each raising a suspicious alert with its code."""
+
+    card_testing_min_payments: PositiveInt = Field(
+        description="card payments of at most card_testing_max_amount within an hour"
+    )
+    card_testing_max_amount: PositiveFloat
+    takeover_window_hours: PositiveFloat = Field(
+        description="online payment from a new device and country this soon after a password reset"
+    )
+    takeover_min_amount: PositiveFloat
+
+
 class Models(Section):
     churn: str = Field(description="name in online_models.registry")
     anomaly: str
@@ -263,6 +276,7 @@ class Settings(BaseSettings):
     bank: Bank
     lifecycle: Lifecycle
     alerts: Alerts
+    rules: Rules
     models: Models
     metrics: Metrics
 

@@ -64,6 +64,7 @@ def profile_config(settings: Settings) -> ProfileConfig:
         churn_horizon=models.churn_horizon_days * 86400.0,
         churn_snapshot_every=models.churn_snapshot_every_hours * 3600.0,
         churn_ledger_size=models.churn_ledger_size,
+        small_payment_amount=settings.rules.card_testing_max_amount,
     )
 
 
@@ -75,6 +76,7 @@ def decision_config(settings: Settings) -> DecisionConfig:
         offer_decline_cooldown=settings.models.offer_decline_cooldown_days * 86400.0,
         base_currency=settings.bank.base_currency,
         own_bank_code=settings.bank.own_bank_code,
+        rules=settings.rules,
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from crmstream.settings import Alerts, Lifecycle, OfferCatalogue
+from crmstream.settings import Alerts, Lifecycle, OfferCatalogue, Rules
 from operators.records import Alert, Output, Scored
 
 DAY = 86400.0
@@ -27,6 +27,7 @@ class DecisionConfig:
     offer_decline_cooldown: float
     base_currency: str
     own_bank_code: str
+    rules: Rules
 
 
 class DecisionState:
@@ -243,7 +244,10 @@ class DecisionLogic:
         if event.kind == "transactions":
             amount = body["amount"]
             score = scored.anomaly_score
-            if (
+            rule_reasons = self._rule_hits(body, scored.request.anomaly_features or {})
+            if rule_reasons:
+                yield "suspicious_transaction", "high", [*rule_reasons, *scored.anomaly_reasons]
+            elif (
                 score is not None
                 and score >= config.suspicious_rank
                 and amount >= config.suspicious_min_amount
@@ -304,6 +308,35 @@ class DecisionLogic:
                     f"{tier} customer",
                 ],
             )
+
+    def _rule_hits(self, body: dict[str, Any], features: dict[str, float]) -> list[str]:
+        """The hard rules a bank insists on beside the model, each with its reason code."""
+        rules = self.config.rules
+        currency = self.config.base_currency
+        hits = []
+        amount = body["amount"]
+        if amount <= rules.card_testing_max_amount and body["kind"] in (
+            "card_online",
+            "card_present",
+        ):
+            small = features.get("small_payments_1h", 0.0) + 1
+            if small >= rules.card_testing_min_payments:
+                hits.append(
+                    f"rule CARD_TESTING: {small:.0f} card payments of at most "
+                    f"{rules.card_testing_max_amount:.2f} {currency} within an hour"
+                )
+        if (
+            body["kind"] == "card_online"
+            and amount >= rules.takeover_min_amount
+            and features.get("new_device")
+            and features.get("new_country")
+            and features.get("hours_since_password_reset", 1e9) <= rules.takeover_window_hours
+        ):
+            hits.append(
+                f"rule ACCOUNT_TAKEOVER: {amount:,.2f} {currency} online from a new device in a "
+                f"new country, {features['hours_since_password_reset']:.0f} h after a password reset"
+            )
+        return hits
 
     def _stage(self, state: DecisionState, scored: Scored, profile: dict[str, Any]) -> str:
         lifecycle = self.config.lifecycle

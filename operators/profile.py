@@ -20,6 +20,7 @@ from operators.windows import (
     CREDIT,
     DEBIT,
     EXTERNAL_DEBIT,
+    SMALL_SPEND,
     SPEND,
     RollingWindows,
     complaint_code,
@@ -45,6 +46,7 @@ class ProfileConfig:
     churn_horizon: float
     churn_snapshot_every: float
     churn_ledger_size: int
+    small_payment_amount: float
 
 
 def stable_hash(text: str) -> int:
@@ -282,7 +284,7 @@ class ProfileLogic:
         if body["direction"] == "credit":
             code = CREDIT
         elif body["kind"] in SPEND_KINDS:
-            code = SPEND
+            code = SMALL_SPEND if amount <= self.config.small_payment_amount else SPEND
         elif body.get("counterparty_bank") not in (None, self.config.own_bank_code):
             code = EXTERNAL_DEBIT
         else:
@@ -434,6 +436,7 @@ def anomaly_features(state: CustomerState, body: dict[str, Any], at: float) -> d
         "count_1h": min(50.0, w.total("1h", "spend_count")),
         "log_amount_1h": math.log1p(w.total("1h", "spend_amount")),
         "count_24h": min(200.0, w.total("24h", "spend_count")),
+        "small_payments_1h": w.total("1h", "small_payments"),
         "hours_since_password_reset": min(
             72.0, (at - state.last_password_reset) / 3600 if state.last_password_reset else 72.0
         ),

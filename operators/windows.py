@@ -39,6 +39,7 @@ METRICS: tuple[str, ...] = (
     "complaint_severity",
     "logins",
     *(f"contacts_{channel}" for channel in CHANNELS),
+    "small_payments",
 )
 _M = {name: i for i, name in enumerate(METRICS)}
 N_METRICS = len(METRICS)
@@ -64,6 +65,12 @@ _LOGIN_BASE = len(CODES)
 CODES.extend(_contributions(f"contacts_{c}", "logins") for c in CHANNELS)
 _COMPLAINT_BASE = len(CODES)
 CODES.extend(_contributions(f"contacts_{c}", "complaints", "complaint_severity") for c in CHANNELS)
+SMALL_SPEND = len(CODES)
+CODES.append(
+    _contributions(
+        "spend_count", "spend_amount", "outflow_count", "outflow_amount", "small_payments"
+    )
+)
 
 
 def contact_code(channel: str) -> int:

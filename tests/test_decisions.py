@@ -501,3 +501,35 @@ def test_an_offer_response_is_paired_with_the_propensity_at_the_impression() -> 
     # A response to an offer never shown is not a prediction to judge.
     stray = scored(contact(at=T0 + 90, type="offer_declined", offer_id="mortgage"))
     assert LOGIC.decide(state, stray).quality == []
+
+
+# --- hard rules ---------------------------------------------------------------------------------
+
+
+def _with_features(event: Event, features: dict[str, float], **score: Any) -> Output:
+    s = scored(event, **score)
+    s.request.anomaly_features = features
+    return LOGIC.decide(DecisionState(), s)
+
+
+def test_card_testing_rule_fires_on_a_burst_of_tiny_payments_whatever_the_model() -> None:
+    rules = settings().rules
+    burst = {"small_payments_1h": rules.card_testing_min_payments - 1.0}
+    output = _with_features(tx(amount=1.0, kind="card_online"), burst, anomaly_score=0.1)
+    (alert,) = output.alerts
+    assert alert.type == "suspicious_transaction" and alert.severity == "high"
+    assert alert.reasons[0].startswith(
+        f"rule CARD_TESTING: {rules.card_testing_min_payments} card payments"
+    )
+    fewer = {"small_payments_1h": rules.card_testing_min_payments - 2.0}
+    assert _with_features(tx(amount=1.0, kind="card_online"), fewer, anomaly_score=0.1).alerts == []
+
+
+def test_account_takeover_rule_needs_every_sign() -> None:
+    signs = {"new_device": 1.0, "new_country": 1.0, "hours_since_password_reset": 2.0}
+    payment = tx(amount=900.0, kind="card_online", country="BR", device_id="d-new")
+    (alert,) = _with_features(payment, signs, anomaly_score=0.2).alerts
+    assert alert.reasons[0].startswith("rule ACCOUNT_TAKEOVER: 900.00 EUR online")
+    for missing in signs:
+        partial = {**signs, missing: 0.0 if missing != "hours_since_password_reset" else 72.0}
+        assert _with_features(payment, partial, anomaly_score=0.2).alerts == [], missing
