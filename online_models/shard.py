@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from online_models.calibration import RollingQuantile
+from online_models.fraud import FraudScorer
 from online_models.registry import build
 from operators.reasons import anomaly_reasons, churn_reasons
 from operators.records import Scored, ScoreRequest
@@ -33,9 +33,8 @@ class ModelShard:
     def __init__(self, choice: ModelChoice) -> None:
         self.choice = choice
         self.churn = build("churn", choice.churn, choice.seed)
-        self.anomaly = build("anomaly", choice.anomaly, choice.seed)
+        self.anomaly = FraudScorer(build("anomaly", choice.anomaly, choice.seed))
         self.offers = build("offers", choice.offers, choice.seed)
-        self.anomaly_ranks = RollingQuantile(window=5000, warmup=500)
 
     def versions(self) -> dict[str, str]:
         return {
@@ -56,15 +55,20 @@ class ModelShard:
         churn_risk = self.churn.predict_proba_one(churn_x)
         reasons = churn_reasons(churn_x, self.churn.contributions(churn_x))
 
+        event = request.event
         anomaly_score = None
         anomaly_why: list[str] = []
+        quality: list[tuple[str, float, bool]] = []
         if request.anomaly_features is not None:
             x = request.anomaly_features
-            raw = self.anomaly.score_one(x)
-            anomaly_score = self.anomaly_ranks.rank(raw)
-            self.anomaly_ranks.learn_one(raw)
-            self.anomaly.learn_one(x)
+            key = f"{request.customer_id}:{event.event_id}"
+            anomaly_score, quality = self.anomaly.score_one(key, event.event_time, x)
             anomaly_why = anomaly_reasons(x)
+        elif event.kind == "outcomes" and event.body.get("transaction_id"):
+            verdict = event.body["type"]
+            if verdict in ("fraud_confirmed", "fraud_false_alarm"):
+                key = f"{request.customer_id}:{event.body['transaction_id']}"
+                quality = self.anomaly.feedback(key, fraud=verdict == "fraud_confirmed")
 
         propensities = {}
         if request.offer_context is not None:
@@ -78,4 +82,5 @@ class ModelShard:
             anomaly_reasons=anomaly_why,
             offer_propensities=propensities,
             model_versions=self.versions(),
+            quality=quality,
         )

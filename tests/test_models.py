@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from factories import DAY, T0, contact, profile_logic, reference, settings, shard_choice, tx
@@ -11,6 +12,7 @@ from crmstream.settings import Settings
 from flows.engine import model_choice
 from online_models.anomaly import HalfSpaceTreesDetector
 from online_models.churn import LogisticChurn
+from online_models.fraud import FraudScorer
 from online_models.offers import LogisticPerOffer
 from online_models.registry import ROLES, build
 from online_models.shard import ModelShard, shard_of
@@ -257,3 +259,52 @@ def test_model_quality_tracks_auc_loss_calibration_and_drift() -> None:
     assert quality.auc.get() == pytest.approx(0.5, abs=0.01)
     assert quality.drifts >= 1
     assert expected_calibration_error(quality.pairs) == pytest.approx(0.6, abs=0.05)
+
+
+# --- fraud scoring: quarantine and verdicts -------------------------------------------------
+
+
+def _scorer(**options: Any) -> FraudScorer:
+    return FraudScorer(HalfSpaceTreesDetector(seed=2), **options)
+
+
+def test_candidates_wait_for_their_verdict_and_confirmed_fraud_never_trains_the_detector() -> None:
+    scorer = _scorer(quarantine_rank=0.0)
+    scorer.score_one("c1:fraud", 0.0, {"log_amount": 9.0})
+    scorer.score_one("c1:benign", 1.0, {"log_amount": 3.0})
+    assert scorer.detector.updates == 0  # both held back
+
+    assert scorer.feedback("c1:fraud", fraud=True) == [("anomaly", 0.0, True)]
+    assert scorer.detector.updates == 0
+    assert scorer.feedback("c1:benign", fraud=False) == [("anomaly", 0.0, False)]
+    assert scorer.detector.updates == 1
+    assert scorer.reranker.seen == {True: 1, False: 1}
+    assert scorer.feedback("c1:unknown", fraud=True) == []  # never a candidate: no pair
+
+
+def test_candidates_without_a_verdict_are_learned_as_legitimate_after_the_window() -> None:
+    scorer = _scorer(quarantine_rank=0.0, verdict_window_seconds=100.0, capacity=10)
+    scorer.score_one("c1:a", 0.0, {"log_amount": 3.0})
+    _, released = scorer.score_one("c1:b", 50.0, {"log_amount": 3.0})
+    assert released == []
+    _, released = scorer.score_one("c1:c", 150.0, {"log_amount": 3.0})
+    assert released == [("anomaly", 0.0, False)]
+    assert list(scorer.quarantine) == ["c1:b", "c1:c"]
+    assert scorer.detector.updates == 1
+
+
+def test_quarantine_is_bounded() -> None:
+    scorer = _scorer(quarantine_rank=0.0, capacity=5)
+    for i in range(20):
+        scorer.score_one(f"c1:{i}", float(i), {"log_amount": 3.0})
+    assert len(scorer.quarantine) == 5
+    assert scorer.detector.updates == 15
+
+
+def test_ordinary_transactions_train_the_detector_at_once() -> None:
+    scorer = _scorer(quarantine_rank=0.99)
+    rng = random.Random(4)
+    for i in range(300):
+        scorer.score_one(f"c1:{i}", float(i), _transaction_features(rng))
+    assert scorer.detector.updates + len(scorer.quarantine) == 300
+    assert len(scorer.quarantine) <= 3 + 300 // 100
