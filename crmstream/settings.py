@@ -202,6 +202,19 @@ class Rules(Section):
     takeover_min_amount: PositiveFloat
 
 
+class ContactPolicy(Section):
+    """How often and when a customer may be offered anything, on any channel."""
+
+    max_impressions_per_week: PositiveInt
+    max_impressions_per_channel_per_week: PositiveInt
+    decline_cooldown_days: PositiveInt
+    complaint_suppression_days: PositiveInt
+    fraud_review_days: PositiveInt
+    exploration: float = Field(
+        ge=0, lt=1, description="share of decisions that explore uniformly among eligible offers"
+    )
+
+
 class Models(Section):
     churn: str = Field(description="name in online_models.registry")
     anomaly: str
@@ -212,7 +225,6 @@ class Models(Section):
     offer_catalogue: str = Field(
         description="offer catalogue TOML, relative to config/ or absolute"
     )
-    offer_decline_cooldown_days: PositiveInt
     seed: int
 
     def catalogue_path(self) -> Path:
@@ -277,6 +289,7 @@ class Settings(BaseSettings):
     lifecycle: Lifecycle
     alerts: Alerts
     rules: Rules
+    contact_policy: ContactPolicy
     models: Models
     metrics: Metrics
 

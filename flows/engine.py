@@ -73,7 +73,7 @@ def decision_config(settings: Settings) -> DecisionConfig:
         alerts=settings.alerts,
         lifecycle=settings.lifecycle,
         catalogue=load_offer_catalogue(settings.models.catalogue_path()),
-        offer_decline_cooldown=settings.models.offer_decline_cooldown_days * 86400.0,
+        contact_policy=settings.contact_policy,
         base_currency=settings.bank.base_currency,
         own_bank_code=settings.bank.own_bank_code,
         rules=settings.rules,

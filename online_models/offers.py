@@ -36,6 +36,12 @@ class LogisticPerOffer:
             return self.prior
         return self.models[offer_id].predict_proba_one(x).get(True, 0.0)
 
+    def score(
+        self, x: dict[str, float], offer_ids: tuple[str, ...]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Propensity of each offer, and no exploration bonus: this model does not explore."""
+        return {o: self.propensity(x, o) for o in offer_ids}, dict.fromkeys(offer_ids, 0.0)
+
     def learn_one(self, x: dict[str, float], offer_id: str, accepted: bool) -> None:
         model = self.models.get(offer_id)
         if model is None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from online_models.anomaly import HalfSpaceTreesDetector
+from online_models.bandit import LinUCBOffers
 from online_models.churn import LogisticChurn
 from online_models.offers import LogisticPerOffer
 
@@ -17,6 +18,7 @@ ANOMALY: dict[str, Callable[[int], Any]] = {
 }
 OFFERS: dict[str, Callable[[int], Any]] = {
     "logistic_per_offer": lambda seed: LogisticPerOffer(),
+    "linucb": lambda seed: LinUCBOffers(),
 }
 ROLES = {"churn": CHURN, "anomaly": ANOMALY, "offers": OFFERS}
 

@@ -70,10 +70,10 @@ class ModelShard:
                 key = f"{request.customer_id}:{event.body['transaction_id']}"
                 quality = self.anomaly.feedback(key, fraud=verdict == "fraud_confirmed")
 
-        propensities = {}
+        propensities: dict[str, float] = {}
+        bonus: dict[str, float] = {}
         if request.offer_context is not None:
-            context = request.offer_context
-            propensities = {o: self.offers.propensity(context, o) for o in offer_ids}
+            propensities, bonus = self.offers.score(request.offer_context, offer_ids)
         return Scored(
             request=request,
             churn_risk=churn_risk,
@@ -81,6 +81,7 @@ class ModelShard:
             anomaly_score=anomaly_score,
             anomaly_reasons=anomaly_why,
             offer_propensities=propensities,
+            offer_bonus=bonus,
             model_versions=self.versions(),
             quality=quality,
         )

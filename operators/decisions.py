@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from crmstream.settings import Alerts, Lifecycle, OfferCatalogue, Rules
+from crmstream.settings import Alerts, ContactPolicy, Lifecycle, OfferCatalogue, Rules
+from operators.offers import OfferChoice, OfferMemory, choose_offer
 from operators.records import Alert, Output, Scored
 
 DAY = 86400.0
@@ -24,7 +25,7 @@ class DecisionConfig:
     alerts: Alerts
     lifecycle: Lifecycle
     catalogue: OfferCatalogue
-    offer_decline_cooldown: float
+    contact_policy: ContactPolicy
     base_currency: str
     own_bank_code: str
     rules: Rules
@@ -38,10 +39,10 @@ class DecisionState:
         "anomaly_score",
         "churn_armed",
         "churn_predictions",
-        "declined",
         "impressions",
         "last_alert",
         "next_offer",
+        "offers",
         "rm_id",
     )
 
@@ -53,8 +54,8 @@ class DecisionState:
         self.rm_id: str | None = None
         self.anomaly_score: float | None = None
         self.anomaly_reasons: list[str] = []
-        self.declined: dict[str, float] = {}
-        self.next_offer: tuple[str, float] | None = None
+        self.offers = OfferMemory()
+        self.next_offer: OfferChoice | None = None
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -112,8 +113,7 @@ class DecisionLogic:
             lifecycle.value_tiers,
             lifecycle.segment_tier_floor.get(profile["segment"]),
         )
-        if event.kind == "interactions" and event.body["type"] == "offer_declined":
-            state.declined[event.body.get("offer_id") or ""] = at
+        state.offers.observe(event.kind, event.body, at)
         quality = [*scored.quality, *self._resolved_predictions(state, scored)]
 
         scores = {"churn_risk": round(scored.churn_risk, 4)}
@@ -145,8 +145,12 @@ class DecisionLogic:
                 )
             )
 
+        if any(a.type == "suspicious_transaction" for a in alerts):
+            review = self.config.contact_policy.fraud_review_days * DAY
+            state.offers.start_fraud_review(at + review)
         stage = self._stage(state, scored, profile)
-        offer = self._next_best_offer(state, scored, profile, at)
+        decision = self._next_best_offer(state, scored, profile, at)
+        offer = state.next_offer
         fields: dict[str, Any] = {
             "customer_id": event.customer_id,
             "segment": profile["segment"],
@@ -158,8 +162,10 @@ class DecisionLogic:
             "churn_reasons": scored.churn_reasons,
             "anomaly_score": scores.get("anomaly_score", ""),
             "anomaly_reasons": state.anomaly_reasons,
-            "next_best_offer": offer[0] if offer else "",
-            "next_best_offer_propensity": round(offer[1], 4) if offer else "",
+            "next_best_offer": offer.offer_id if offer else "",
+            "next_best_offer_channel": offer.channel if offer else "",
+            "next_best_offer_propensity": round(offer.propensity, 4) if offer else "",
+            "next_best_offer_reasons": list(offer.reasons) if offer else [],
             "model_versions": scored.model_versions,
             "recency_days": profile["recency_days"],
             "frequency_30d": profile["frequency_30d"],
@@ -190,7 +196,46 @@ class DecisionLogic:
             last_activity=profile["last_activity_at"],
             scores=scores,
             quality=quality,
+            offer_decision=decision,
         )
+
+    def _next_best_offer(
+        self, state: DecisionState, scored: Scored, profile: dict[str, Any], at: float
+    ) -> dict[str, Any] | None:
+        """Re-decide when the models scored offers; a changed decision goes to the log."""
+        if not scored.offer_propensities:
+            return None
+        event = scored.request.event
+        choice = choose_offer(
+            self.config.catalogue,
+            self.config.contact_policy,
+            state.offers,
+            profile,
+            scored.churn_risk,
+            self.config.alerts.churn_exit,
+            scored.offer_propensities,
+            scored.offer_bonus,
+            f"{event.customer_id}|{event.kind}|{event.event_id}",
+            at,
+        )
+        previous, state.next_offer = state.next_offer, choice
+        if choice is None or (
+            previous is not None
+            and (previous.offer_id, previous.channel) == (choice.offer_id, choice.channel)
+        ):
+            return None
+        return {
+            "decision_id": alert_id("offer", event.customer_id, f"{event.kind}:{event.event_id}"),
+            "customer_id": event.customer_id,
+            "offer_id": choice.offer_id,
+            "channel": choice.channel,
+            "estimated_acceptance": round(choice.propensity, 6),
+            "action_probability": round(choice.action_probability, 6),
+            "explored": choice.explored,
+            "policy": scored.model_versions.get("offers", ""),
+            "event_time": _iso(at),
+            "context": scored.request.offer_context or {},
+        }
 
     @staticmethod
     def _resolved_predictions(
@@ -354,40 +399,3 @@ class DecisionLogic:
         if inflow_30d > 0 and (inflow_7d / 7) / (inflow_30d / 30) >= lifecycle.growing_inflow_ratio:
             return "growing"
         return "mature"
-
-    def _next_best_offer(
-        self, state: DecisionState, scored: Scored, profile: dict[str, Any], at: float
-    ) -> tuple[str, float] | None:
-        """Eligible offer with the best propensity x value x weight; retention first at risk."""
-        if not scored.offer_propensities:
-            return state.next_offer
-        if not profile["marketing_consent"] or profile["closed"]:
-            state.next_offer = None
-            return None
-        held = set(profile["products"])
-        segment = profile["segment"]
-        at_risk = scored.churn_risk >= self.config.alerts.churn_exit
-        cooldown = self.config.offer_decline_cooldown
-        best: tuple[bool, float, str, float] | None = None
-        for offer_id, offer in self.config.catalogue.offers.items():
-            if offer.product in held or (offer.segments and segment not in offer.segments):
-                continue
-            age = profile["age"]
-            if age is not None and not (offer.min_age or 0) <= age <= (offer.max_age or 200):
-                continue
-            if offer.kind == "retention" and not at_risk:
-                continue
-            declined = state.declined.get(offer_id)
-            if declined is not None and at - declined < cooldown:
-                continue
-            propensity = scored.offer_propensities.get(offer_id, 0.0)
-            rank = (
-                offer.kind == "retention",
-                propensity * offer.value * offer.weight,
-                offer_id,
-                propensity,
-            )
-            if best is None or rank[:2] > best[:2]:
-                best = rank
-        state.next_offer = (best[2], best[3]) if best else None
-        return state.next_offer

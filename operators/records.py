@@ -76,6 +76,8 @@ class Scored:
     model_versions: dict[str, str]
     quality: list[tuple[str, float, bool]] = field(default_factory=list)
     """(model, earlier prediction, label) pairs the models resolved on this event."""
+    offer_bonus: dict[str, float] = field(default_factory=dict)
+    """Exploration bonus per offer, added to its propensity when arbitrating."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +109,5 @@ class Output:
     last_activity: float | None = None
     scores: dict[str, float] = field(default_factory=dict)
     quality: list[tuple[str, float, bool]] = field(default_factory=list)
+    offer_decision: dict[str, Any] | None = None
+    """A new next-best-offer decision, with its context and propensity, for the decision log."""

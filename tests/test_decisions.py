@@ -25,7 +25,7 @@ from operators.records import Event, Output
 ALERTS = settings().alerts
 ENTER, EXIT = ALERTS.churn_enter, ALERTS.churn_exit
 CHURN_COOLDOWN = ALERTS.cooldown_seconds["churn_risk"]
-DECLINE_COOLDOWN = settings().models.offer_decline_cooldown_days * DAY
+DECLINE_COOLDOWN = settings().contact_policy.decline_cooldown_days * DAY
 LOGIC = DecisionLogic(decisions_config())
 EVERY_OFFER = tuple(LOGIC.config.catalogue.offers)
 

@@ -159,7 +159,7 @@ def test_the_shipped_choices_build() -> None:
     assert shard.versions() == {
         "churn": "logistic@0",
         "anomaly": "half_space_trees@0",
-        "offers": "logistic_per_offer@0",
+        "offers": "linucb@0",
     }
 
 
@@ -212,12 +212,12 @@ def test_shard_versions_count_updates_of_each_model() -> None:
     assert scored_payment.model_versions == {
         "churn": "logistic@0",
         "anomaly": "half_space_trees@1",
-        "offers": "logistic_per_offer@0",
+        "offers": "linucb@0",
     }
     assert scored_login.model_versions == {
         "churn": "logistic@0",
         "anomaly": "half_space_trees@1",
-        "offers": "logistic_per_offer@1",
+        "offers": "linucb@1",
     }
 
 
