@@ -24,13 +24,16 @@ from sinks import metrics
 
 log = logging.getLogger(__name__)
 
-# KEYS: seen marker, global stream, RM stream. ARGV: ttl, global maxlen, RM maxlen, fields...
-_EMIT_ALERT_ONCE = """
+# Appends one entry to each stream in KEYS[2..] unless the marker KEYS[1] exists.
+# ARGV: marker ttl, then one maxlen per stream, then the entry's field/value pairs.
+_APPEND_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  local streams = #KEYS - 1
   local fields = {}
-  for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+  for i = 2 + streams, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for s = 1, streams do
+    redis.call('XADD', KEYS[1 + s], 'MAXLEN', '~', ARGV[1 + s], '*', unpack(fields))
+  end
   return 1
 end
 return 0
@@ -58,6 +61,7 @@ class RedisKeys:
         self.alerts = f"{prefix}alerts"
         self.activity = f"{prefix}activity"
         self.event_clocks = f"{prefix}event-clock"
+        self.offer_decisions = f"{prefix}offer-decisions"
 
     def profile(self, customer_id: str) -> str:
         return f"{self.prefix}profile:{customer_id}"
@@ -113,6 +117,10 @@ def _field(value: Any) -> bytes | str | int | float:
     return value
 
 
+def _entry(fields: dict[str, Any]) -> list[Any]:
+    return [item for key, value in fields.items() for item in (key, _field(value))]
+
+
 def alert_fields(alert: Alert) -> list[Any]:
     return [
         "alert_id", alert.alert_id,
@@ -153,7 +161,7 @@ class RedisWriter:
         # failure; the client itself does not retry underneath it.
         self.retry = backoff_policy(config, -1)
         self.client = client or connect(config, Retry(NoBackoff(), 0))
-        self.emit_alert = self.client.register_script(_EMIT_ALERT_ONCE)
+        self.append_once = self.client.register_script(_APPEND_ONCE)
         self.mark_dormant = self.client.register_script(_MARK_DORMANT)
 
     def write(self, outputs: list[Output]) -> None:
@@ -161,9 +169,12 @@ class RedisWriter:
         latest: dict[str, Output] = {}
         moved_from: dict[str, set[str]] = {}
         alerts: list[Alert] = []
+        decisions: list[dict[str, Any]] = []
         for output in outputs:
             latest[output.customer_id] = output
             alerts.extend(output.alerts)
+            if output.offer_decision is not None:
+                decisions.append(output.offer_decision)
             if output.previous_rm_id:
                 moved_from.setdefault(output.customer_id, set()).add(output.previous_rm_id)
 
@@ -171,7 +182,7 @@ class RedisWriter:
         # the worker, which stops reading input: backpressure rather than buffering.
         self.event_clock = max(self.event_clock, max(o.event_time for o in outputs))
         emitted = self.retry.call_with_retry(
-            lambda: self._write_once(latest, moved_from, alerts), self._on_error
+            lambda: self._write_once(latest, moved_from, alerts, decisions), self._on_error
         )
         metrics.REDIS_UP.set(1)
 
@@ -222,7 +233,11 @@ class RedisWriter:
         log.warning("redis write failed, retrying with backoff: %s", error)
 
     def _write_once(
-        self, latest: dict[str, Output], moved_from: dict[str, set[str]], alerts: list[Alert]
+        self,
+        latest: dict[str, Output],
+        moved_from: dict[str, set[str]],
+        alerts: list[Alert],
+        decisions: list[dict[str, Any]],
     ) -> list[bool]:
         keys = self.keys
         ttl = self.config.profile_ttl_seconds
@@ -240,11 +255,18 @@ class RedisWriter:
             else:
                 pipe.zrem(keys.activity, customer_id)
         pipe.hset(keys.event_clocks, str(self.worker_index), self.event_clock)
+        dedupe_ttl = self.config.alert_dedupe_ttl_seconds
+        for decision in decisions:
+            self.append_once(
+                keys=[keys.alert_seen(decision["decision_id"]), keys.offer_decisions],
+                args=[dedupe_ttl, self.config.alert_stream_maxlen, *_entry(decision)],
+                client=pipe,
+            )
         for alert in alerts:
-            self.emit_alert(
+            self.append_once(
                 keys=[keys.alert_seen(alert.alert_id), keys.alerts, keys.rm_alerts(alert.rm_id)],
                 args=[
-                    self.config.alert_dedupe_ttl_seconds,
+                    dedupe_ttl,
                     self.config.alert_stream_maxlen,
                     self.config.rm_stream_maxlen,
                     *alert_fields(alert),

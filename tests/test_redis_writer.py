@@ -247,3 +247,29 @@ def test_the_next_event_of_a_dormant_customer_sets_its_stage_again(
 
     assert redis_client.hget("crm:profile:c1", "stage") == "mature"
     assert redis_client.zscore("crm:activity", "c1") == T0 + DORMANT_AFTER + 2 * DAY
+
+
+def test_offer_decisions_are_logged_once_with_their_propensities(
+    writer: RedisWriter, redis_client: redis.Redis
+) -> None:
+    decided = output()
+    decided.offer_decision = {
+        "decision_id": "d-1",
+        "customer_id": "c1",
+        "offer_id": "savings",
+        "channel": "mobile_app",
+        "estimated_acceptance": 0.12,
+        "action_probability": 0.9625,
+        "explored": False,
+        "policy": "linucb@40",
+        "event_time": "2026-03-01T10:00:00.000Z",
+        "context": {"log_inflow_30d": 8.1},
+    }
+    writer.write([decided])
+    writer.write([decided])  # a replay
+
+    (entry,) = [fields for _, fields in redis_client.xrange("crm:offer-decisions")]
+    assert entry["offer_id"] == "savings" and entry["channel"] == "mobile_app"
+    assert float(entry["action_probability"]) == 0.9625
+    assert entry["explored"] == "0"
+    assert orjson.loads(entry["context"]) == {"log_inflow_30d": 8.1}
