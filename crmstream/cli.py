@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from crmstream.backtest import backtest_command
 from crmstream.devcommands import (
     dev_down_command,
     dev_status_command,
@@ -33,6 +34,7 @@ app.add_typer(topics, name="topics")
 
 app.command("run")(run_command)
 app.command("simulate")(simulate_command)
+app.command("backtest")(backtest_command)
 dev.command("up")(dev_up_command)
 dev.command("down")(dev_down_command)
 dev.command("status")(dev_status_command)
