@@ -8,6 +8,7 @@ kafka (4 topics) -> decode -> [bad -> dead-letter topic]
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -30,6 +31,7 @@ from sinks.redis_sink import RedisSink
 from sources.kafka import LagReportingKafkaSource
 
 S = TypeVar("S")
+log = logging.getLogger(__name__)
 
 
 class _KeyedStep(StatefulBatchLogic, Generic[S]):
@@ -51,6 +53,16 @@ class _KeyedStep(StatefulBatchLogic, Generic[S]):
 
 def _restore(resume: bytes | None, fresh: Callable[[], S]) -> S:
     return fresh() if resume is None else pickle.loads(resume)
+
+
+def _restore_shard(resume: bytes | None, choice: ModelChoice) -> ModelShard:
+    """Models resume from their checkpoint, and say so; a new shard says it starts empty."""
+    if resume is None:
+        log.info("model shard starts untrained (no checkpoint in the recovery store)")
+        return ModelShard(choice)
+    shard = pickle.loads(resume)
+    log.info("model shard %s resumed from its checkpoint: %s", shard.shard, shard.versions())
+    return shard
 
 
 def profile_config(settings: Settings) -> ProfileConfig:
@@ -86,6 +98,7 @@ def model_choice(settings: Settings) -> ModelChoice:
         anomaly=settings.models.anomaly,
         offers=settings.models.offers,
         seed=settings.models.seed,
+        shards=settings.engine.model_shards,
     )
     # Fail at start, naming the bad setting, rather than on the first event.
     for role in ("churn", "anomaly", "offers"):
@@ -158,7 +171,7 @@ def build_flow(settings: Settings) -> Dataflow:
         "models",
         by_shard,
         lambda resume: _KeyedStep(
-            _restore(resume, lambda: ModelShard(choice)),
+            _restore_shard(resume, choice),
             lambda shard, request: [shard.handle(request, offer_ids)],
         ),
     )

@@ -25,6 +25,7 @@ class ModelChoice:
     anomaly: str
     offers: str
     seed: int
+    shards: int = 1
 
 
 class ModelShard:
@@ -35,15 +36,20 @@ class ModelShard:
         self.churn = build("churn", choice.churn, choice.seed)
         self.anomaly = FraudScorer(build("anomaly", choice.anomaly, choice.seed))
         self.offers = build("offers", choice.offers, choice.seed)
+        self.shard = ""
 
     def versions(self) -> dict[str, str]:
+        """Model name and learning steps: the version of the checkpoint a replica would write."""
         return {
             "churn": f"{self.choice.churn}@{self.churn.updates}",
             "anomaly": f"{self.choice.anomaly}@{self.anomaly.updates}",
             "offers": f"{self.choice.offers}@{self.offers.updates}",
+            "shard": self.shard,
         }
 
     def handle(self, request: ScoreRequest, offer_ids: tuple[str, ...]) -> Scored:
+        if not self.shard:
+            self.shard = shard_of(request.customer_id, self.choice.shards)
         for model, x, label in request.labels:
             if model == "churn":
                 self.churn.learn_one(x, label)

@@ -186,6 +186,13 @@ class RedisWriter:
         )
         metrics.REDIS_UP.set(1)
 
+        for output in latest.values():
+            versions = output.profile.get("model_versions") or {}
+            shard = versions.get("shard", "")
+            for model in ("churn", "anomaly", "offers"):
+                if model in versions:
+                    updates = int(versions[model].rsplit("@", 1)[1])
+                    metrics.MODEL_UPDATES.labels(model, shard).set(updates)
         done = time.time()
         for output in outputs:
             metrics.EVENTS.labels(output.topic, "ok").inc()

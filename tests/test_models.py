@@ -9,7 +9,7 @@ import pytest
 from factories import DAY, T0, contact, profile_logic, reference, settings, shard_choice, tx
 
 from crmstream.settings import Settings
-from flows.engine import model_choice
+from flows.engine import _KeyedStep, _restore_shard, model_choice
 from online_models.anomaly import HalfSpaceTreesDetector
 from online_models.churn import LogisticChurn
 from online_models.fraud import FraudScorer
@@ -160,6 +160,7 @@ def test_the_shipped_choices_build() -> None:
         "churn": "logistic@0",
         "anomaly": "half_space_trees@0",
         "offers": "linucb@0",
+        "shard": "",  # not known until it serves its first customer
     }
 
 
@@ -209,15 +210,18 @@ def test_shard_versions_count_updates_of_each_model() -> None:
     scored_payment = shard.handle(payment, OFFERS)
     scored_login = shard.handle(login, OFFERS)
 
+    shard_id = shard_of(payment.customer_id, shard.choice.shards)
     assert scored_payment.model_versions == {
         "churn": "logistic@0",
         "anomaly": "half_space_trees@1",
         "offers": "linucb@0",
+        "shard": shard_id,
     }
     assert scored_login.model_versions == {
         "churn": "logistic@0",
         "anomaly": "half_space_trees@1",
         "offers": "linucb@1",
+        "shard": shard_id,
     }
 
 
@@ -308,3 +312,22 @@ def test_ordinary_transactions_train_the_detector_at_once() -> None:
         scorer.score_one(f"c1:{i}", float(i), _transaction_features(rng))
     assert scorer.detector.updates + len(scorer.quarantine) == 300
     assert len(scorer.quarantine) <= 3 + 300 // 100
+
+
+def test_a_shard_resumes_from_its_checkpoint_exactly() -> None:
+    payment, login = _requests()
+    shard = ModelShard(shard_choice())
+    login.labels = [("offer", login.offer_context, ("savings", True))]
+    for _ in range(30):
+        shard.handle(payment, OFFERS)
+    shard.handle(login, OFFERS)
+
+    checkpoint = _KeyedStep(shard, lambda s, r: [s.handle(r, OFFERS)]).snapshot()
+    resumed = _restore_shard(checkpoint, shard_choice())
+
+    assert resumed.versions() == shard.versions()
+    assert resumed.versions()["anomaly"] != "half_space_trees@0"
+    again, resumed_again = shard.handle(payment, OFFERS), resumed.handle(payment, OFFERS)
+    assert resumed_again.anomaly_score == again.anomaly_score
+    assert resumed_again.churn_risk == again.churn_risk
+    assert resumed_again.offer_propensities == again.offer_propensities
