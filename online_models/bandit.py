@@ -69,7 +69,9 @@ class LinUCBOffers:
         if offer_id not in self.offers:
             d = len(self.features) + 1
             self.offers[offer_id] = len(self.offers)
-            self.a_inv = np.concatenate([self.a_inv.reshape(-1, d, d), (np.eye(d) / self.ridge)[None]])
+            self.a_inv = np.concatenate(
+                [self.a_inv.reshape(-1, d, d), (np.eye(d) / self.ridge)[None]]
+            )
             self.b = np.concatenate([self.b.reshape(-1, d), np.zeros((1, d))])
 
     def score(
