@@ -67,3 +67,12 @@ class LogisticChurn:
         scaled = self.pipeline["StandardScaler"].transform_one(x)
         weights = self.pipeline["LogisticRegression"].weights
         return {k: weights.get(k, 0.0) * v for k, v in scaled.items()}
+
+    def explain_one(self, x: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """Probability and contributions from one scaling pass (the engine needs both)."""
+        if not self.warm:
+            return self.prior, {}
+        contributions = self.contributions(x)
+        log_odds = self.pipeline["LogisticRegression"].intercept + sum(contributions.values())
+        log_odds = min(max(log_odds, -30.0), 30.0)
+        return 1.0 / (1.0 + math.exp(-log_odds)), contributions

@@ -58,8 +58,8 @@ class ModelShard:
                 self.offers.learn_one(x, offer_id, accepted)
 
         churn_x = request.churn_features
-        churn_risk = self.churn.predict_proba_one(churn_x)
-        reasons = churn_reasons(churn_x, self.churn.contributions(churn_x))
+        churn_risk, contributions = self.churn.explain_one(churn_x)
+        reasons = churn_reasons(churn_x, contributions)
 
         event = request.event
         anomaly_score = None

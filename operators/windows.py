@@ -89,6 +89,11 @@ TOTAL_NAMES: tuple[str, ...] = tuple(
     f"{metric}_{window}" for window in WINDOW_NAMES for metric in METRICS
 )
 _TOTAL_INDEX = {name: i for i, name in enumerate(TOTAL_NAMES)}
+_PAIR_INDEX = {
+    (window, metric): w * N_METRICS + m
+    for w, window in enumerate(WINDOW_NAMES)
+    for m, metric in enumerate(METRICS)
+}
 
 
 class WindowTotals(Mapping[str, float]):
@@ -178,7 +183,7 @@ class RollingWindows:
                 starts[window] -= oldest_needed
 
     def total(self, window: str, metric: str) -> float:
-        return self.totals[WINDOW_NAMES.index(window) * N_METRICS + _M[metric]]
+        return self.totals[_PAIR_INDEX[window, metric]]
 
     def snapshot(self) -> WindowTotals:
         """An immutable copy of every total, cheap enough to take on each event."""

@@ -331,3 +331,19 @@ def test_a_shard_resumes_from_its_checkpoint_exactly() -> None:
     assert resumed_again.anomaly_score == again.anomaly_score
     assert resumed_again.churn_risk == again.churn_risk
     assert resumed_again.offer_propensities == again.offer_propensities
+
+
+def test_churn_explanation_agrees_with_the_prediction() -> None:
+    model = LogisticChurn(warmup_per_class=5)
+    rng = random.Random(2)
+    for _ in range(200):
+        churned = rng.random() < 0.3
+        x = {
+            "days_since_login": rng.gauss(30 if churned else 3, 3),
+            "complaints_30d": float(churned),
+        }
+        model.learn_one(x, churned)
+    x = {"days_since_login": 25.0, "complaints_30d": 1.0}
+    probability, contributions = model.explain_one(x)
+    assert probability == pytest.approx(model.predict_proba_one(x), abs=1e-9)
+    assert contributions == pytest.approx(model.contributions(x))
