@@ -91,7 +91,10 @@ def choose_offer(
     """The next best offer for this customer now, or None when nothing may be offered."""
     if not profile["marketing_consent"] or profile["closed"]:
         return None
-    if memory.last_complaint is not None and at - memory.last_complaint < policy.complaint_suppression_days * DAY:
+    if (
+        memory.last_complaint is not None
+        and at - memory.last_complaint < policy.complaint_suppression_days * DAY
+    ):
         return None
     if memory.fraud_review_until is not None and at < memory.fraud_review_until:
         return None
@@ -114,7 +117,11 @@ def choose_offer(
         if declined is not None and at - declined < policy.decline_cooldown_days * DAY:
             continue
         channel = next(
-            (c for c in offer.channels if recent.count(c) < policy.max_impressions_per_channel_per_week),
+            (
+                c
+                for c in offer.channels
+                if recent.count(c) < policy.max_impressions_per_channel_per_week
+            ),
             None,
         )
         if channel is None:
