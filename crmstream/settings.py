@@ -127,6 +127,12 @@ class Engine(Section):
         description="events held per customer while its reference record has not arrived"
     )
     unknown_customer_grace_seconds: PositiveInt
+    evict_closed_after_hours: PositiveFloat = Field(
+        description="wall-clock time a closed customer's state is kept after its last event"
+    )
+    compact_idle_after_days: PositiveFloat = Field(
+        description="wall-clock silence after which a customer's window log is dropped"
+    )
     max_record_bytes: PositiveInt
     epoch_interval_seconds: PositiveFloat
     recovery_dir: str

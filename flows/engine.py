@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
@@ -49,6 +50,45 @@ class _KeyedStep(StatefulBatchLogic, Generic[S]):
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _ProfileStep(_KeyedStep[CustomerState]):
+    """The profile step, with the state's lifetime bounded in wall-clock time.
+
+    Silence produces no event, so a timer bounds what silent customers keep: once a
+    closed account's grace period is over its state is dropped (its profile stays in
+    Redis); once a customer was silent for longer than the longest window, the window log
+    and held events are cleared (nothing in them still counts) while reference data,
+    recent event ids and known devices stay.
+    """
+
+    def __init__(
+        self, state: CustomerState, logic: ProfileLogic, evict_closed: float, compact_idle: float
+    ) -> None:
+        super().__init__(state, logic.apply)
+        self.logic = logic
+        self.evict_closed = timedelta(seconds=evict_closed)
+        self.compact_idle = timedelta(seconds=compact_idle)
+        self.due = self._next_due()
+
+    def _next_due(self) -> datetime:
+        wait = self.evict_closed if self.state.closed_at is not None else self.compact_idle
+        return datetime.now(timezone.utc) + wait
+
+    def on_batch(self, values: list) -> tuple[list, bool]:
+        out, keep = super().on_batch(values)
+        self.due = self._next_due()
+        return out, keep
+
+    def notify_at(self) -> datetime:
+        return self.due
+
+    def on_notify(self) -> tuple[list, bool]:
+        if self.state.closed_at is not None:
+            return [], StatefulBatchLogic.DISCARD
+        released = self.logic.compact(self.state)
+        self.due = self._next_due()
+        return released, StatefulBatchLogic.RETAIN
 
 
 def _restore(resume: bytes | None, fresh: Callable[[], S]) -> S:
@@ -160,7 +200,12 @@ def build_flow(settings: Settings) -> Dataflow:
     profiled = op.stateful_batch(
         "profile",
         by_customer,
-        lambda resume: _KeyedStep(_restore(resume, CustomerState), profile_logic.apply),
+        lambda resume: _ProfileStep(
+            _restore(resume, CustomerState),
+            profile_logic,
+            settings.engine.evict_closed_after_hours * 3600.0,
+            settings.engine.compact_idle_after_days * 86400.0,
+        ),
     )
     applied = op.branch(
         "applied", op.key_rm("profile_out", profiled), lambda r: isinstance(r, ScoreRequest)

@@ -183,6 +183,24 @@ class ProfileLogic:
                 out.extend(self.apply(state, held))
         return out
 
+    def compact(self, state: CustomerState) -> list[DeadLetter]:
+        """Drop what a long silence made worthless; held events of an unknown customer expire."""
+        state.windows = RollingWindows()
+        state.churn_ledger = []
+        pending, state.pending = state.pending, []
+        return [self._unknown(e) for e in pending]
+
+    def _unknown(self, event: Event) -> DeadLetter:
+        return DeadLetter(
+            "dead_lettered",
+            "unknown_customer",
+            f"unknown customer {event.customer_id!r}: no record on the customers topic "
+            f"within {self.config.unknown_customer_grace:.0f} s of event time "
+            f"or {self.config.pending_unknown_customer} held events",
+            event.origin,
+            event.raw,
+        )
+
     def _hold_for_reference(
         self, state: CustomerState, event: Event
     ) -> list[ScoreRequest | DeadLetter]:
@@ -201,18 +219,7 @@ class ProfileLogic:
         if not expired:
             return []
         state.pending = [e for e in state.pending if e not in expired]
-        return [
-            DeadLetter(
-                "dead_lettered",
-                "unknown_customer",
-                f"unknown customer {e.customer_id!r}: no record on the customers topic "
-                f"within {self.config.unknown_customer_grace:.0f} s of event time "
-                f"or {self.config.pending_unknown_customer} held events",
-                e.origin,
-                e.raw,
-            )
-            for e in expired
-        ]
+        return [self._unknown(e) for e in expired]
 
     def _apply_known(self, state: CustomerState, event: Event) -> ScoreRequest:
         body = event.body
