@@ -14,7 +14,7 @@ from typing import Any
 
 from crmstream.settings import Alerts, ContactPolicy, Lifecycle, OfferCatalogue, Rules
 from operators.offers import OfferChoice, OfferMemory, choose_offer
-from operators.records import Alert, Output, Scored
+from operators.records import Alert, Output, Scored, SlottedState
 
 DAY = 86400.0
 _PREDICTION_MEMORY = 16
@@ -31,7 +31,7 @@ class DecisionConfig:
     rules: Rules
 
 
-class DecisionState:
+class DecisionState(SlottedState):
     """What a customer's decisions remember: alert hysteresis and cool-downs, offers."""
 
     __slots__ = (
@@ -56,13 +56,6 @@ class DecisionState:
         self.anomaly_reasons: list[str] = []
         self.offers = OfferMemory()
         self.next_offer: OfferChoice | None = None
-
-    def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
 
 
 def alert_id(kind: str, customer_id: str, event_id: str) -> str:

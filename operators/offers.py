@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmstream.settings import ContactPolicy, OfferCatalogue
+from operators.records import SlottedState
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -34,7 +35,7 @@ class OfferChoice:
     reasons: tuple[str, ...]
 
 
-class OfferMemory:
+class OfferMemory(SlottedState):
     """What the contact policy remembers of one customer."""
 
     __slots__ = ("declined", "fraud_review_until", "last_complaint", "shown")
@@ -44,13 +45,6 @@ class OfferMemory:
         self.shown: list[tuple[float, str]] = []
         self.last_complaint: float | None = None
         self.fraud_review_until: float | None = None
-
-    def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
 
     def observe(self, event_kind: str, body: dict[str, Any], at: float) -> None:
         """Track impressions, declines, complaints and fraud verdicts as they happen."""

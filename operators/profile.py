@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from operators.records import DeadLetter, Event, ScoreRequest
+from operators.records import DeadLetter, Event, ScoreRequest, SlottedState
 from operators.windows import (
     CHANNELS,
     CREDIT,
@@ -64,7 +64,7 @@ def _remember(ring: array, value: int, capacity: int) -> bool:
     return True
 
 
-class CustomerState:
+class CustomerState(SlottedState):
     """Everything the engine keeps about one customer between events."""
 
     __slots__ = (
@@ -115,13 +115,6 @@ class CustomerState:
         self.churn_ledger: list[tuple[float, dict[str, float]]] = []
         self.offers_shown: dict[str, tuple[float, dict[str, float]]] = {}
         self.pending: list[Event] = []
-
-    def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
 
 
 def _days(seconds: float | None, now: float, cap: float = 365.0) -> float:

@@ -6,6 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class SlottedState:
+    """Per-key state with __slots__, pickled as a plain tuple: compact, cheap snapshots."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a record was read from, so a dead letter can point back at it."""
