@@ -97,6 +97,7 @@ class FileFormat:
     kind: str  # "csv" or "jsonl"
     compressed: bool
     delimiter: str | None = None
+    sep_line: bool = False  # Excel's "sep=;" first line, naming the delimiter
 
 
 @contextmanager
@@ -173,6 +174,9 @@ def detect_format(path: Path) -> FileFormat:
         raise BacktestError(
             f"{path} looks like one JSON array: write one JSON object per line (JSON Lines)"
         )
+    first = sample.split("\n", 1)[0].strip()
+    if first.lower().startswith("sep=") and len(first) == 5:
+        return FileFormat("csv", compressed, first[4], sep_line=True)
     return FileFormat("csv", compressed, _sniff_delimiter(sample))
 
 
@@ -188,7 +192,11 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _csv_records(path: Path, text: TextIO, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_records(path: Path, text: TextIO, fmt: FileFormat) -> Iterator[tuple[int, dict[str, Any]]]:
+    skipped = 1 if fmt.sep_line else 0
+    if skipped:
+        text.readline()
+    delimiter = fmt.delimiter or ","
     reader = csv.reader(text, delimiter=delimiter)
     header = [name.strip() for name in next(reader, [])]
     if not header:
@@ -205,10 +213,10 @@ def _csv_records(path: Path, text: TextIO, delimiter: str) -> Iterator[tuple[int
             continue
         if len(row) != len(header):
             raise BacktestError(
-                f"{path} line {reader.line_num} has {len(row)} fields, the header has "
+                f"{path} line {reader.line_num + skipped} has {len(row)} fields, the header has "
                 f"{len(header)}: fix the line (a stray '{delimiter}' or a missing quote?)"
             )
-        yield reader.line_num, dict(zip(header, row, strict=True))
+        yield reader.line_num + skipped, dict(zip(header, row, strict=True))
 
 
 def _jsonl_records(path: Path, text: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -236,7 +244,7 @@ def iter_records(
         if fmt.kind == "jsonl":
             records = _jsonl_records(path, text)
         else:
-            records = _csv_records(path, text, fmt.delimiter or ",")
+            records = _csv_records(path, text, fmt)
         for count, item in enumerate(records, start=1):
             if on_position is not None and count % 4096 == 0:
                 on_position(raw.tell())
@@ -415,9 +423,7 @@ def scan_file(
             check_named_columns(options, list(record), path)
         for column, value in record.items():
             if column == options.label:
-                if is_missing(value):
-                    scan.unlabelled += 1
-                else:
+                if not is_missing(value):
                     scan.label_counts[canonical(value)] += 1
             elif column == options.time:
                 _observe_time(scan, value, column, line, path)
@@ -432,6 +438,7 @@ def scan_file(
             scan.timeless_line = scan.timeless_line or line
     if scan.rows == 0:
         raise BacktestError(f"{path} has a header but no rows: nothing to backtest")
+    scan.unlabelled = scan.rows - sum(scan.label_counts.values())  # empty, null or absent
     return scan
 
 
@@ -832,9 +839,11 @@ def budget_warmup(budget: float) -> int:
 class Evaluation:
     """Collects (score, label) pairs and the alert decisions taken as the rows came.
 
-    A row is flagged when its score ranks at or above 1 - budget among the scores before
-    it (the engine's own rule), so precision and recall at the budget are what the alerts
-    would have been, not what a threshold chosen after the fact would give.
+    A row is flagged when its score is at or above the (1 - budget) quantile of the scores
+    before it, so precision and recall at the budget are what alerts cut that way would
+    have been, not what a threshold chosen after the fact would give. Rows tied at the
+    quantile are all flagged (as average precision counts ties together), so a model that
+    gives many equal scores flags more than the budget: `flagged_fraction` shows it.
     """
 
     def __init__(self, budget: float) -> None:
@@ -848,8 +857,8 @@ class Evaluation:
     def add(self, score: float, label: bool, counted: bool) -> None:
         if not math.isfinite(score):
             raise BacktestError(f"the model gave a non-finite score ({score}) on a row")
-        rank = self.ranks.rank(score)
-        flag = self.ranks.ready and rank >= 1 - self.budget - 1e-12
+        at_or_below = self.ranks.rank(math.nextafter(score, math.inf))
+        flag = self.ranks.ready and at_or_below > 1 - self.budget + 1e-9
         self.ranks.learn_one(score)
         if not counted:
             return
@@ -1131,7 +1140,13 @@ def backtest_command(
     ] = 0,
     report: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
 ) -> None:
-    """Replay a labelled file through a configured model: score each row, then learn it."""
+    """Replay a labelled file through a configured model: score each row, then learn it.
+
+    Prints rows, positives, exact ROC AUC and PR AUC, log loss, precision and recall at
+    the alert budget and events/s (and writes them as JSON with --report). Columns that
+    are not numbers are one-hot encoded. Exits with 2, naming the problem, when the file
+    or the options cannot be used.
+    """
     from crmstream.settings import ConfigError, load_settings
 
     err = Console(stderr=True)

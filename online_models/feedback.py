@@ -22,9 +22,10 @@ class FeedbackReranker:
 
     `rank_one` is called once per scored event, in stream order: it ranks the detector's
     raw score among the recent ones (as the engine's calibration does), and once both
-    classes were confirmed `min_per_class` times it averages that rank with the rank of
-    the supervised probability among recent probabilities. Ranks, not raw probabilities,
-    are blended so both parts speak on the same uniform scale however rare fraud is.
+    classes were confirmed `min_per_class` times (and `warmup` warm probabilities were
+    ranked) it blends that rank with the rank of the supervised probability among recent
+    ones, `supervised_weight` to the latter. Ranks, not raw probabilities, are blended so
+    both parts speak on the same uniform scale however rare fraud is.
     `learn_one` is called only with confirmed labels, with the detector score the event
     had when it was scored.
 
@@ -101,13 +102,14 @@ class FeedbackReranker:
         """Score in [0, 1] to rank events by; records this event's scores for later ranks."""
         detector_rank = self.detector_ranks.rank(detector_score)
         self.detector_ranks.learn_one(detector_score)
-        # The probabilities are ranked from the start, so their window is already full
-        # of comparable values when the model becomes warm.
-        probability = self.pipeline.predict_proba_one(self._features(x, detector_score))
-        supervised = probability.get(True, 0.0)
+        if not self.warm:  # no say yet, and no cost: most events come before any verdict
+            return detector_rank
+        # Probabilities are ranked only from a warm model, so an untrained model's answers
+        # never fill the window they are compared with.
+        supervised = self.predict_proba_one(x, detector_score)
         supervised_rank = self.supervised_ranks.rank(supervised)
         self.supervised_ranks.learn_one(supervised)
-        if not self.warm or not self.supervised_ranks.ready:
+        if not self.supervised_ranks.ready:
             return detector_rank
         weight = self.supervised_weight
         return (1.0 - weight) * detector_rank + weight * supervised_rank

@@ -197,6 +197,16 @@ def test_every_format_gives_the_same_report(tmp_path: Path) -> None:
         assert {m: report[m] for m in metrics} == {m: reports[0][m] for m in metrics}
 
 
+def test_excel_sep_line_names_the_delimiter(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "excel.csv", separable_rows(n=120), delimiter=";")
+    path.write_text("sep=;\n" + path.read_text())
+    fmt = detect_format(path)
+    assert (fmt.delimiter, fmt.sep_line) == (";", True)
+    report = run_backtest(options(path, drop=("customer_id", "at")))
+    assert report["rows"] == 120
+    assert report["columns"]["numeric"] == ["score", "noise"]
+
+
 def test_time_column_restores_the_order_of_a_shuffled_file(tmp_path: Path) -> None:
     rows = separable_rows(n=300)
     in_order = run_backtest(
@@ -335,6 +345,14 @@ def test_budget_flags_the_top_fraction_as_the_rows_come() -> None:
     assert summary["recall_at_budget"] > 0.9
 
 
+def test_rows_tied_at_the_budget_quantile_are_all_flagged() -> None:
+    stream = [({"row": float(i)}, i % 2 == 0) for i in range(300)]
+    replay = run_prequential(stream, PeekingScorer(), budget=0.05)  # every score is 0.5
+    summary = replay.evaluation.summary(probabilistic=True)
+    assert summary["flagged"] == 100  # all after the 200-score warm-up: all at the quantile
+    assert summary["precision_at_budget"] == 0.5
+
+
 # ----------------------------------------------------------------- labels
 
 
@@ -350,6 +368,17 @@ def test_positive_selects_the_class_and_the_rest_are_negative(tmp_path: Path) ->
     assert report["columns"]["positive"] == "closed"
     with pytest.raises(BacktestError, match=r"3 values .*--positive"):
         run_backtest(options(path, label="outcome", drop=()))
+
+
+def test_rows_without_a_label_are_skipped_and_counted(tmp_path: Path) -> None:
+    rows = [{"x": i, "churned": i % 2} for i in range(40)]
+    rows[3]["churned"] = None
+    del rows[5]["churned"]
+    rows[7]["churned"] = "NA"
+    report = run_backtest(options(write_jsonl(tmp_path / "u.jsonl", rows), drop=()))
+    assert report["rows"] == 37
+    assert report["data"]["rows_without_label"] == 3
+    assert "3 rows have no label" in report["warnings"][0]
 
 
 def test_two_valued_labels_choose_the_positive_plainly() -> None:
