@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from benchmarks.cli import bench_command
 from crmstream.backtest import backtest_command
 from crmstream.devcommands import (
     dev_down_command,
@@ -34,6 +35,7 @@ app.add_typer(topics, name="topics")
 
 app.command("run")(run_command)
 app.command("simulate")(simulate_command)
+app.command("bench")(bench_command)
 app.command("backtest")(backtest_command)
 dev.command("up")(dev_up_command)
 dev.command("down")(dev_down_command)

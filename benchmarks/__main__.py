@@ -1,0 +1,5 @@
+"""`python -m benchmarks [--quick] [--only floor,throughput,...]`."""
+
+from benchmarks.cli import main
+
+main()

@@ -1,0 +1,513 @@
+"""`python -m benchmarks` / `crmstream bench`: measure the engine side by side with its floor.
+
+Heavy imports happen inside the command, so `crmstream --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from benchmarks.report import SECTIONS
+
+REPORTS = Path(__file__).resolve().parent / "reports"
+ROOT = Path(__file__).resolve().parent.parent
+LOAD_LEVELS = (0.25, 0.5, 0.8)
+FETCH_WAIT_VARIANT = {"kafka": {"extra": {"fetch.wait.max.ms": "5"}}}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    backlog_customers: int
+    backlog_days: float
+    backlog_events: int
+    latency_seconds: float
+    latency_warmup: float
+    breakdown_events: int
+    template_customers: int
+    template_days: float
+    populations: tuple[int, ...]
+    scale_rounds: int
+    light_template_days: float  # history of the populations too large for 30-day states
+
+
+FULL = Sizes(
+    backlog_customers=4000,
+    backlog_days=30,
+    backlog_events=200_000,
+    latency_seconds=30,
+    latency_warmup=5,
+    breakdown_events=100_000,
+    template_customers=1000,
+    template_days=30,
+    populations=(10_000, 100_000, 1_000_000),
+    scale_rounds=8,
+    light_template_days=4,
+)
+QUICK = Sizes(
+    backlog_customers=300,
+    backlog_days=10,
+    backlog_events=5_000,
+    latency_seconds=2.5,
+    latency_warmup=0.8,
+    breakdown_events=3_000,
+    template_customers=40,
+    template_days=30,
+    populations=(400, 800, 1_600),
+    scale_rounds=3,
+    light_template_days=4,
+)
+
+
+def _child(argv: list[str], env: dict[str, str], log: Path, result: Path) -> dict[str, Any]:
+    with log.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", *argv], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    if done.returncode != 0 or not result.exists():
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(argv[:2])} failed ({done.returncode}):\n{tail}")
+    return json.loads(result.read_text())
+
+
+def placeholder_topics() -> dict[str, Any]:
+    names: dict[str, Any] = {
+        kind: f"bench.{kind}"
+        for kind in ("transactions", "interactions", "outcomes", "customers", "dead_letter")
+    }
+    return {**names, "partitions": 4, "replication_factor": 1}
+
+
+def _mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Harness:
+    def __init__(self, sizes: Sizes, seed: int, only: set[str], out: Path, quick: bool) -> None:
+        from rich.console import Console
+
+        self.sizes = sizes
+        self.seed = seed
+        self.only = only
+        self.out = out
+        self.quick = quick
+        self.console = Console(stderr=True)
+        self.previous: dict[str, Any] = {}
+        previous_path = out / "engine.json"
+        if previous_path.exists():
+            try:
+                self.previous = json.loads(previous_path.read_text())
+            except ValueError:
+                self.previous = {}
+
+    def say(self, message: str) -> None:
+        self.console.log(message)
+
+    def wanted(self, section: str) -> bool:
+        return section in self.only
+
+    def run(self) -> dict[str, Any]:
+        from benchmarks.machine import git_revision, machine_info, versions
+        from benchmarks.report import verdicts
+        from benchmarks.services import bench_services
+        from benchmarks.workload import Workload, generate, mix
+
+        started = time.monotonic()
+        sizes, seed = self.sizes, self.seed
+        report: dict[str, Any] = {
+            "schema": 1,
+            "run": {
+                "mode": "quick" if self.quick else "full",
+                "command": "python -m benchmarks " + shlex.join(sys.argv[1:]),
+                "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "sections": sorted(self.only),
+                "git": git_revision(ROOT),
+            },
+            "machine": {**machine_info(), "load_average_at_start": os.getloadavg()},
+            "versions": versions(),
+        }
+        # Sections not run now are carried over from the previous report, marked as such.
+        for section in SECTIONS:
+            if section not in self.only and section in self.previous:
+                report[section] = {
+                    **self.previous[section],
+                    "carried_over_from": self.previous.get("run", {}).get("finished_at"),
+                }
+        workload = Workload(sizes.backlog_customers, sizes.backlog_days, seed, sizes.backlog_events)
+        report["configuration"] = {
+            "seed": seed,
+            "sizes": asdict(sizes),
+            "backlog_workload": workload.describe(),
+            "engine_settings": "shipped defaults (config/crmstream.toml) with the broker, Redis "
+            "and topics of this run; recovery store fresh per engine run unless noted",
+            "latency_load_levels": LOAD_LEVELS,
+            "latency_variant": FETCH_WAIT_VARIANT,
+        }
+        workdir = Path(tempfile.mkdtemp(prefix="crmstream-bench-"))
+        self.say(f"work directory (logs): {workdir}")
+        events: list[Any] = []
+        if self.only & {"floor", "profile", "throughput", "latency"}:
+            with self.console.status("generating events"):
+                t0 = time.perf_counter()
+                events = generate(workload)
+            report["backlog"] = {
+                "events": len(events),
+                "mix": mix(events),
+                "generate_seconds": time.perf_counter() - t0,
+            }
+            self.say(f"generated {len(events):,} events {report['backlog']['mix']}")
+        with bench_services(workdir / "services") as bench:
+            from benchmarks.workload import produce_backlog
+
+            settings = bench.settings(placeholder_topics())
+            dump = settings.model_dump(mode="json")
+            dump["kafka"].pop("sasl_password", None)
+            dump["redis"].pop("password", None)
+            report["configuration"]["settings"] = dump
+            topics = None
+            if self.only & {"floor", "profile", "throughput"}:
+                topics = bench.new_topics("backlog")
+                stats = produce_backlog(events, bench.settings(topics))
+                report["backlog"]["produce_rate"] = stats.rate
+                self.say(f"backlog produced at {stats.rate:,.0f} events/s")
+            if self.wanted("floor"):
+                report["floor"] = self.floor(bench, topics, len(events), workdir)
+            if self.wanted("profile"):
+                report["profile"] = self.profile(bench, topics, len(events), workdir)
+            if self.wanted("throughput"):
+                report["throughput"] = self.throughput(bench, topics, len(events), workdir, report)
+            if self.wanted("latency"):
+                report["latency"] = self.latency(bench, events, workdir, report)
+            if self.wanted("breakdown"):
+                report["breakdown"] = self.breakdown(bench, workdir)
+            if self.wanted("scale"):
+                report["scale"] = self.scale(bench, workdir)
+        report["run"]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        report["run"]["seconds"] = time.monotonic() - started
+        report["run"]["workdir"] = str(workdir)
+        report["verdicts"] = verdicts(report)
+        return report
+
+    # -- sections ---------------------------------------------------------------------
+
+    def floor(self, bench: Any, topics: Any, n: int, workdir: Path) -> dict[str, Any]:
+        from benchmarks.runs import run_floor_child
+
+        bench.flush_redis()
+        with self.console.status("floor: hand-written loop over the backlog"):
+            result = run_floor_child(bench, topics, n, workdir / "floor.json")
+        self.say(f"floor: {result.get('events_per_second', 0):,.0f} events/s")
+        return result
+
+    def profile(self, bench: Any, topics: Any, n: int, workdir: Path) -> dict[str, Any]:
+        from benchmarks.profiling import hotspots
+        from benchmarks.runs import py_spy_binary, run_floor_child
+
+        if py_spy_binary() is None:
+            self.say("[yellow]profile skipped: py-spy is not installed (pip install -e '.[bench]')")
+            return {"skipped": "py-spy not installed"}
+        bench.flush_redis()
+        raw = workdir / "floor-profile.txt"
+        with self.console.status("profile: the floor loop under py-spy"):
+            result = run_floor_child(bench, topics, n, workdir / "floor-profiled.json", raw)
+        spots = hotspots(raw)
+        spots["rate"] = 250
+        spots["profiled_run_events_per_second"] = result.get("events_per_second")
+        top = spots["top_self"][0]["function"] if spots["top_self"] else "?"
+        self.say(f"profile: {spots['samples_in_loop']:,} samples, top self: {top}")
+        return spots
+
+    def throughput(
+        self, bench: Any, topics: Any, n: int, workdir: Path, report: dict[str, Any]
+    ) -> dict[str, Any]:
+        from benchmarks.runs import engine_backlog_run
+
+        variants = [
+            ("1 process", 1, {"engine": {"recovery_dir": bench.fresh_recovery_dir("p1")}}),
+            ("2 processes", 2, {"engine": {"recovery_dir": bench.fresh_recovery_dir("p2")}}),
+        ]
+        if not self.quick:  # variants that explain a figure; the smoke run skips them
+            variants.append(("1 process, recovery off", 1, {"engine": {"recovery_dir": ""}}))
+        runs: dict[str, Any] = {}
+        for name, processes, extra in variants:
+            with self.console.status(f"engine, {name}: draining the backlog"):
+                run = engine_backlog_run(
+                    bench,
+                    topics,
+                    n,
+                    processes,
+                    workdir / f"engine-{processes}-{len(runs)}.log",
+                    extra,
+                )
+            runs[name] = run
+            reasons = run.get("dead_letter_reasons")
+            self.say(
+                f"engine, {name}: {run.get('events_per_second', 0):,.0f} events/s"
+                + ("" if run["complete"] else f" [red](incomplete: {run['counted']:,.0f}/{n:,})")
+                + (f" dead letters {reasons}" if reasons else "")
+            )
+        floor_rate = (report.get("floor") or {}).get("events_per_second")
+        ratios = {
+            name: run["events_per_second"] / floor_rate
+            if floor_rate and run.get("events_per_second")
+            else None
+            for name, run in runs.items()
+        }
+        one = runs["1 process"].get("events_per_second")
+        two = runs["2 processes"].get("events_per_second")
+        notes = [
+            "Default configuration: recovery on (a fresh store per run), snapshots every "
+            "engine.snapshot_interval_seconds; 'recovery off' shows what the snapshots cost.",
+            "The broker, Redis and the benchmark share the same cores as the engine.",
+        ]
+        floor_cpu = (report.get("floor") or {}).get("events_per_cpu_second")
+        cpu_ratios = {
+            name: run["events_per_cpu_second"] / floor_cpu
+            if floor_cpu and run.get("events_per_cpu_second")
+            else None
+            for name, run in runs.items()
+        }
+        notes.append(
+            "Per CPU-second figures divide the events by the CPU time of the engine's (or the "
+            "floor's) own processes, threads included: they hold even when other work shares "
+            "the machine, which wall-clock rates do not."
+        )
+        return {
+            "runs": runs,
+            "floor_events_per_second": floor_rate,
+            "floor_events_per_cpu_second": floor_cpu,
+            "ratio_to_floor": ratios,
+            "ratio_to_floor_per_cpu_second": cpu_ratios,
+            "scaling_2_vs_1": two / one if one and two else None,
+            "poll_seconds": runs["1 process"].get("poll_seconds"),
+            "notes": notes,
+        }
+
+    def latency(
+        self, bench: Any, events: list[Any], workdir: Path, report: dict[str, Any]
+    ) -> dict[str, Any]:
+        from benchmarks.runs import engine_latency_run
+
+        sustainable = (
+            (report.get("throughput") or {})
+            .get("runs", {})
+            .get("1 process", {})
+            .get("events_per_second")
+        )
+        source = "engine, 1 process, this run"
+        if not sustainable:
+            sustainable = (
+                (self.previous.get("throughput") or {})
+                .get("runs", {})
+                .get("1 process", {})
+                .get("events_per_second")
+            )
+            source = "engine, 1 process, previous report"
+        if not sustainable:
+            sustainable, source = 5000.0, "assumed (no throughput measured)"
+        floor_rate = (report.get("floor") or {}).get("events_per_second")
+        if floor_rate and floor_rate < sustainable:
+            # A backlog drained between two scrapes overstates the rate; never above the floor.
+            sustainable, source = floor_rate, "the floor's rate (below the engine's measured one)"
+        sizes = self.sizes
+        runs: dict[str, Any] = {}
+        plan: list[tuple[str, float, dict[str, Any]]] = [
+            (f"{round(level * 100)}%", level, {}) for level in LOAD_LEVELS
+        ]
+        if not self.quick:
+            plan.append(("50%, fetch.wait.max.ms=5", 0.5, FETCH_WAIT_VARIANT))
+        for label, level, extra in plan:
+            rate = level * sustainable
+            seconds = min(sizes.latency_seconds, len(events) / rate)
+            extra = {**extra, "engine": {"recovery_dir": bench.fresh_recovery_dir("lat")}}
+            topics = bench.new_topics("latency")
+            with self.console.status(
+                f"latency at {label}: {rate:,.0f} events/s for {seconds:.0f} s"
+            ):
+                run = engine_latency_run(
+                    bench,
+                    topics,
+                    events,
+                    rate,
+                    seconds,
+                    min(sizes.latency_warmup, seconds / 3),
+                    workdir / f"latency-{len(runs)}.log",
+                    extra,
+                )
+            run["load"] = level
+            run["settings_variant"] = extra
+            runs[label] = run
+            q = run["ingest_to_redis"]
+            self.say(
+                f"latency at {label}: p50 {q.get('p50_ms') or 0:.1f} ms, p95 "
+                f"{q.get('p95_ms') or 0:.1f} ms, p99 {q.get('p99_ms') or 0:.1f} ms"
+            )
+        return {"sustainable_rate": sustainable, "sustainable_rate_source": source, "runs": runs}
+
+    def breakdown(self, bench: Any, workdir: Path) -> dict[str, Any]:
+        sizes = self.sizes
+        topics = bench.new_topics("breakdown")
+        argv = ["benchmarks.breakdown", "--customers", str(sizes.backlog_customers)]
+        argv += ["--days", str(sizes.backlog_days), "--seed", str(self.seed)]
+        argv += [
+            "--events",
+            str(sizes.breakdown_events),
+            "--result",
+            str(workdir / "breakdown.json"),
+        ]
+        with self.console.status("per-event cost breakdown"):
+            result = _child(
+                argv, bench.child_env(topics), workdir / "breakdown.log", workdir / "breakdown.json"
+            )
+        top = result["slowest_steps"][0]
+        self.say(
+            f"breakdown: {result['us_per_event_total']:.0f} µs per event; slowest "
+            f"{top['step']} ({top['us_per_event']:.0f} µs)"
+        )
+        return result
+
+    def scale(self, bench: Any, workdir: Path) -> dict[str, Any]:
+        sizes = self.sizes
+        topics = bench.new_topics("scale")
+        env = bench.child_env(topics)
+        epoch_events = int(15_000 * bench.settings(topics).engine.snapshot_interval_seconds)
+
+        def template(days: float, name: str) -> tuple[Path, dict[str, Any]]:
+            path = workdir / f"{name}.pickle"
+            argv = ["benchmarks.scale", "template", "--customers", str(sizes.template_customers)]
+            argv += ["--days", str(days), "--seed", str(self.seed), "--out", str(path)]
+            argv += ["--result", str(workdir / f"{name}.json")]
+            with self.console.status(
+                f"scale: template of {sizes.template_customers:,} customers, {days:g} days"
+            ):
+                info = _child(argv, env, workdir / f"{name}.log", workdir / f"{name}.json")
+            return path, info
+
+        realistic, info = template(sizes.template_days, "template")
+        light: tuple[Path, dict[str, Any]] | None = None
+        populations = []
+        notes = []
+        per_customer = None
+        for customers in sizes.populations:
+            chosen, label = realistic, f"{sizes.template_days:g} days"
+            if per_customer is not None and per_customer * customers > 0.5 * _mem_available():
+                if light is None:
+                    light = template(sizes.light_template_days, "template-light")
+                chosen = light[0]
+                label = f"{sizes.light_template_days - 1:g} days"
+                notes.append(
+                    f"{customers:,} customers with {sizes.template_days:g}-day states would need "
+                    f"about {per_customer * customers / 2**30:.1f} GiB (measured "
+                    f"{per_customer:,.0f} B each), more than half the memory available: measured "
+                    f"with {sizes.light_template_days - 1:g} days of history instead "
+                    f"({light[1]['events_per_customer_lived']:.1f} events per customer)."
+                )
+            argv = ["benchmarks.scale", "population", "--template", str(chosen)]
+            argv += ["--customers", str(customers), "--epoch-events", str(epoch_events)]
+            argv += ["--rounds", str(sizes.scale_rounds), "--seed", str(self.seed)]
+            argv += ["--result", str(workdir / "population.json")]
+            with self.console.status(f"scale: {customers:,} customers"):
+                run = _child(
+                    argv, env, workdir / f"population-{customers}.log", workdir / "population.json"
+                )
+            run["template"] = label
+            populations.append(run)
+            if chosen is realistic:
+                per_customer = run["resident_bytes_per_customer"]
+            self.say(
+                f"scale: {customers:,} customers, {run['resident_bytes_per_customer']:,.0f} B "
+                f"resident each, {run['throughput']['events_per_second']:,.0f} events/s, epoch "
+                f"snapshot {run['epoch_snapshot']['seconds_customer_keys']:.2f} s"
+            )
+        live = info["live_bytes_per_customer"]
+        realistic_runs = [
+            p for p in populations if p["template"] == f"{sizes.template_days:g} days"
+        ]
+        notes.append(
+            f"Epoch snapshot: the keys one epoch touches when the engine runs at 15,000 events/s "
+            f"with snapshots every {epoch_events // 15_000} s ({epoch_events:,} events), "
+            "estimated as N(1 - exp(-events/N)); each key's CustomerState and DecisionState "
+            "pickled by the flow's own snapshot(), plus every model shard."
+        )
+        return {
+            "template": info,
+            "light_template": light[1] if light else None,
+            "populations": populations,
+            "bytes_per_customer": {
+                "live": live["customer_state"]["bytes_per_customer"]
+                + live["decision_state"]["bytes_per_customer"],
+                "restored": realistic_runs[-1]["resident_bytes_per_customer"]
+                if realistic_runs
+                else None,
+            },
+            "notes": notes,
+        }
+
+
+def bench_command(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Tiny sizes: a smoke run of the harness (< 60 s).")
+    ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated sections to run: {', '.join(SECTIONS)}."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for engine.json, engine.md, engine.png.")
+    ] = REPORTS,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 42,
+    render_only: Annotated[
+        bool,
+        typer.Option("--render-only", help="Rewrite engine.md and engine.png from engine.json."),
+    ] = False,
+) -> None:
+    """Benchmark the engine against a hand-written floor: throughput, latency, costs, scale."""
+    # Stop cleanly (services and children stopped) on Ctrl-C or SIGTERM, even when started
+    # in the background, where a shell leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    chosen = set(SECTIONS) if not only else {s.strip() for s in only.split(",") if s.strip()}
+    unknown = chosen - set(SECTIONS)
+    if unknown:
+        raise typer.BadParameter(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = QUICK if quick else FULL
+    harness = Harness(sizes, seed, chosen, out, quick)
+    from benchmarks.report import markdown, plot, verdicts, write_json
+
+    if render_only:
+        report = json.loads((out / "engine.json").read_text())
+        report["verdicts"] = verdicts(report)
+    else:
+        report = harness.run()
+    write_json(report, out / "engine.json")
+    plotted = plot(report, out / "engine.png")
+    if not plotted:
+        harness.say("[yellow]no plot: matplotlib is not installed (pip install -e '.[bench]')")
+    (out / "engine.md").write_text(markdown(report, "engine.png" if plotted else None))
+    harness.say(
+        f"wrote {out / 'engine.json'}, {out / 'engine.md'}" + (", engine.png" if plotted else "")
+    )
+    for row in report["verdicts"]:
+        value = row["measured"]
+        shown = "n/a" if value is None else f"{value:,.2f}"
+        harness.say(f"{row['figure']}: {shown} (target {row['target']})")
+
+
+def main() -> None:
+    typer.run(bench_command)
