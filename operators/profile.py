@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
+from crmstream.events import Segment
 from operators.records import DeadLetter, Event, ScoreRequest, SlottedState
 from operators.windows import (
     CHANNELS,
@@ -112,8 +113,8 @@ class CustomerState(SlottedState):
         self.closure_requested_at: float | None = None
         self.closed_at: float | None = None
         self.last_snapshot: float | None = None
-        self.churn_ledger: list[tuple[float, dict[str, float]]] = []
-        self.offers_shown: dict[str, tuple[float, dict[str, float]]] = {}
+        self.churn_ledger: list[tuple[float, array]] = []
+        self.offers_shown: dict[str, tuple[float, array]] = {}
         self.pending: list[Event] = []
 
 
@@ -235,7 +236,10 @@ class ProfileLogic:
         elif body["type"] == "account_closed":
             state.closed_at = at
             horizon = self.config.churn_horizon
-            labels.extend(("churn", f, at - t < horizon) for t, f in state.churn_ledger)
+            labels.extend(
+                ("churn", unpack(f, CHURN_FEATURES), at - t < horizon)
+                for t, f in state.churn_ledger
+            )
             resolved.extend(t for t, _ in state.churn_ledger)
             state.churn_ledger = []
 
@@ -331,14 +335,15 @@ class ProfileLogic:
             state.closure_requested_at = at
         elif kind == "offer_impression" and body.get("offer_id"):
             offer_context = offer_features(state, at)
-            state.offers_shown[body["offer_id"]] = (at, offer_context)
+            state.offers_shown[body["offer_id"]] = (at, pack(offer_context, OFFER_FEATURES))
             if len(state.offers_shown) > _OFFER_MEMORY:
                 oldest = min(state.offers_shown, key=lambda k: state.offers_shown[k][0])
                 del state.offers_shown[oldest]
         elif kind in ("offer_accepted", "offer_declined") and body.get("offer_id"):
             shown = state.offers_shown.pop(body["offer_id"], None)
             if shown is not None:
-                label = ("offer", shown[1], (body["offer_id"], kind == "offer_accepted"))
+                context = unpack(shown[1], OFFER_FEATURES)
+                label = ("offer", context, (body["offer_id"], kind == "offer_accepted"))
         state.last_interaction = max(state.last_interaction or at, at)
         state.last_activity = max(state.last_activity or at, at)
         return offer_context, label
@@ -362,7 +367,7 @@ class ProfileLogic:
         quiet = [(t, f) for t, f in state.churn_ledger if now - t >= horizon]
         if quiet:
             state.churn_ledger = [(t, f) for t, f in state.churn_ledger if now - t < horizon]
-        labels.extend(("churn", f, False) for _, f in quiet)
+        labels.extend(("churn", unpack(f, CHURN_FEATURES), False) for _, f in quiet)
         resolved.extend(t for t, _ in quiet)
         # A full ledger takes no new snapshot until its oldest resolves: dropping the oldest
         # instead would mean an always-active customer never yields a "stayed" label.
@@ -375,9 +380,61 @@ class ProfileLogic:
             )
         ):
             state.last_snapshot = now
-            state.churn_ledger.append((now, features))
+            state.churn_ledger.append((now, pack(features, CHURN_FEATURES)))
             return now
         return None
+
+
+SEGMENTS: tuple[str, ...] = Segment.__args__  # type: ignore[attr-defined]
+_SEGMENT_FLAGS = {
+    segment: {f"segment_{s}": float(s == segment) for s in SEGMENTS}
+    for segment in (*SEGMENTS, None)
+}
+_SEGMENT_NAMES = tuple(f"segment_{s}" for s in SEGMENTS)
+CHURN_FEATURES: tuple[str, ...] = (
+    "logins_30d",
+    "login_trend",
+    "spend_trend",
+    "inflow_trend",
+    "log_inflow_30d",
+    "log_outflow_30d",
+    "external_outflow_share",
+    "net_flow_ratio",
+    "complaints_30d",
+    "complaint_severity_30d",
+    "days_since_login",
+    "days_since_transaction",
+    "nps",
+    "nps_known",
+    "closure_requested",
+    "tenure_years",
+    "products_held",
+    *_SEGMENT_NAMES,
+)
+OFFER_FEATURES: tuple[str, ...] = (
+    "log_inflow_30d",
+    "log_spend_30d",
+    "foreign_countries",
+    "logins_30d",
+    "tenure_years",
+    "products_held",
+    "age",
+    *_SEGMENT_NAMES,
+)
+
+
+def _segment_flags(segment: str | None) -> dict[str, float]:
+    """One-hot segment, every segment present, so features are the same set for everyone."""
+    return _SEGMENT_FLAGS.get(segment, _SEGMENT_FLAGS[None])
+
+
+def pack(features: dict[str, float], names: tuple[str, ...]) -> array:
+    """Features kept for later learning, as a flat array rather than a dict."""
+    return array("d", [features[name] for name in names])
+
+
+def unpack(values: array, names: tuple[str, ...]) -> dict[str, float]:
+    return dict(zip(names, values, strict=True))
 
 
 def churn_features(state: CustomerState, now: float) -> dict[str, float]:
@@ -408,7 +465,7 @@ def churn_features(state: CustomerState, now: float) -> dict[str, float]:
         "tenure_years": _days(ref.get("joined_at"), now, 50 * 365.0) / 365.0,
         "products_held": float(len(ref.get("products", ()))),
     }
-    features[f"segment_{ref.get('segment', 'unknown')}"] = 1.0
+    features.update(_segment_flags(ref.get("segment")))
     return features
 
 
@@ -462,7 +519,7 @@ def offer_features(state: CustomerState, now: float) -> dict[str, float]:
         if ref.get("birth_year")
         else 40.0,
     }
-    features[f"segment_{ref.get('segment', 'unknown')}"] = 1.0
+    features.update(_segment_flags(ref.get("segment")))
     return features
 
 

@@ -357,35 +357,31 @@ STREAMS = st.lists(
 def test_churn_labels_never_come_before_their_time(stream: list[tuple[float, str]]) -> None:
     logic = profile_logic()
     state = CustomerState()
-    snapshots: dict[int, float] = {}  # id of a features dict -> when it was computed
-    requests: list[ScoreRequest] = []  # keeps those dicts alive, so their ids stay unique
-    first = applied(logic, state, reference(at=T0 - HOUR))
-    snapshots[id(first.churn_features)] = first.event.event_time
-    requests.append(first)
-    labelled: list[int] = []
+    snapshots: dict[float, dict] = {}  # snapshot time -> the features scored then
+    labelled: list[float] = []
     builders = {
         "tx": lambda at: tx(at=at),
         "login": lambda at: contact(at=at),
         "complaint": lambda at: contact(at=at, type="complaint"),
         "closed": lambda at: closed(at=at),
     }
-    for at, what in sorted(stream):
-        for result in logic.apply(state, builders[what](at)):
+    events = [reference(at=T0 - HOUR), *(builders[what](at) for at, what in sorted(stream))]
+    for event in events:
+        for result in logic.apply(state, event):
             if not isinstance(result, ScoreRequest):
                 continue
-            requests.append(result)
             now = max(state.windows.latest, result.event.event_time)
-            for model, features, label in result.labels:
-                if model != "churn":
-                    continue
-                taken = snapshots[id(features)]  # always a snapshot taken earlier
-                labelled.append(id(features))
+            churn = [(f, label) for model, f, label in result.labels if model == "churn"]
+            for taken, (features, label) in zip(result.resolved_snapshots, churn, strict=True):
+                assert snapshots[taken] == features  # always a snapshot taken earlier
+                labelled.append(taken)
                 if label:
                     assert result.event.body.get("type") == "account_closed"
                     assert taken <= result.event.event_time
                 else:
                     assert now - taken >= HORIZON
-            snapshots[id(result.churn_features)] = now
+            if result.churn_snapshot is not None:
+                snapshots[result.churn_snapshot] = result.churn_features
     assert len(labelled) == len(set(labelled)), "a snapshot was labelled twice"
 
 
