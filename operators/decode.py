@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from crmstream.events import ADAPTERS
+from operators.privacy import protect
 from operators.records import DeadLetter, Event, Origin
 
 
@@ -53,8 +54,16 @@ def decode(
     """Parse and validate one record of the given topic kind.
 
     Amounts are converted to the base currency here, so every later step works in one
-    currency; `body["amount_original"]` keeps what the customer saw.
+    currency; `body["amount_original"]` keeps what the customer saw. Card and account
+    numbers are masked on the way out (operators/privacy.py), so no later step, state,
+    sink, log or metric can see one.
     """
+    return protect(_decode(kind, raw, origin, limits))
+
+
+def _decode(
+    kind: str, raw: bytes | None, origin: Origin, limits: DecodeLimits
+) -> Event | DeadLetter:
     if raw is None:
         return _rejection("empty", "record has no value (tombstone or null)", origin, raw)
     if len(raw) > limits.max_record_bytes:
