@@ -135,7 +135,10 @@ class Engine(Section):
     )
     max_record_bytes: PositiveInt
     epoch_interval_seconds: PositiveFloat
-    recovery_dir: str
+    recovery_dir: str = Field(description="recovery store directory; empty = no recovery")
+    recovery_partitions: PositiveInt = Field(
+        description="partitions of a new recovery store: the most workers it can serve"
+    )
     snapshot_interval_seconds: PositiveFloat
 
 

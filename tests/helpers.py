@@ -58,8 +58,10 @@ def settings_for(
     `overrides` are per-section dicts merged key by key into the shipped defaults, e.g.
     `settings_for(broker, redis_server, topics, engine={"model_shards": 2})`.
     Services may be given as `Service` objects or endpoint strings; None keeps the default.
+    Recovery is off unless a test passes `engine={"recovery_dir": ...}`: the shipped default
+    (`.run/recovery`) would share one store between tests with different topics.
     """
-    sections: dict[str, Any] = {"kafka": {}, "redis": {}}
+    sections: dict[str, Any] = {"kafka": {}, "redis": {}, "engine": {"recovery_dir": ""}}
     if broker is not None:
         sections["kafka"]["bootstrap_servers"] = _endpoint(broker)
     if redis_server is not None:
