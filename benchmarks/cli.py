@@ -146,7 +146,11 @@ class Harness:
             if section not in self.only and section in self.previous:
                 report[section] = {
                     **self.previous[section],
-                    "carried_over_from": self.previous.get("run", {}).get("finished_at"),
+                    "carried_over_from": self.previous[section].get("carried_over_from")
+                    or {
+                        "finished_at": self.previous.get("run", {}).get("finished_at"),
+                        "commit": (self.previous.get("run", {}).get("git") or {}).get("commit"),
+                    },
                 }
         workload = Workload(sizes.backlog_customers, sizes.backlog_days, seed, sizes.backlog_events)
         report["configuration"] = {

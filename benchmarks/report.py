@@ -138,6 +138,17 @@ def markdown(report: dict[str, Any], plot: str | None) -> str:
             "pessimistic; the per-CPU-second figures are the comparable ones.",
             "",
         ]
+    carried = {
+        section: report[section]["carried_over_from"]
+        for section in SECTIONS
+        if isinstance(report.get(section), dict) and report[section].get("carried_over_from")
+    }
+    if carried:
+        out += [
+            "> Carried over from earlier runs (not measured now): "
+            + "; ".join(f"{name} ({origin})" for name, origin in carried.items()),
+            "",
+        ]
     if meta["mode"] == "quick":
         out += ["> Quick mode: tiny sizes to check the harness. These figures are not results.", ""]
     machine, versions = report["machine"], report["versions"]
