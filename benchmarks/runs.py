@@ -120,6 +120,9 @@ def engine_backlog_run(
     last = next((i for i, (_, c) in enumerate(samples) if c >= expect), None)
     if last is None and samples:
         last = max(range(len(samples)), key=lambda i: (samples[i][1], -samples[i][0]))
+    if first is not None and last is not None and last == first and first > 0:
+        # Everything arrived between two scrapes: start from the scrape before (a lower bound).
+        first -= 1
     started = samples[first] if first is not None else None
     finished = samples[last] if last is not None else None
     result: dict[str, Any] = {
