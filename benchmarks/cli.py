@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,8 +205,22 @@ class Harness:
         report["run"]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         report["run"]["seconds"] = time.monotonic() - started
         report["run"]["workdir"] = str(workdir)
+        self.tidy(workdir)
         report["verdicts"] = verdicts(report)
         return report
+
+    def tidy(self, workdir: Path) -> None:
+        """After a successful run: drop the bulky files (all of it in quick mode), keep logs.
+
+        A failed run keeps everything, for the logs its error message points at.
+        """
+        if self.quick:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        shutil.rmtree(workdir / "recovery", ignore_errors=True)
+        for pattern in ("*.pickle", "floor-profile.txt"):
+            for path in workdir.glob(pattern):
+                path.unlink(missing_ok=True)
 
     # -- sections ---------------------------------------------------------------------
 
