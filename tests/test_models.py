@@ -347,3 +347,20 @@ def test_churn_explanation_agrees_with_the_prediction() -> None:
     probability, contributions = model.explain_one(x)
     assert probability == pytest.approx(model.predict_proba_one(x), abs=1e-9)
     assert contributions == pytest.approx(model.contributions(x))
+
+
+def test_the_alert_budget_holds_when_the_stream_drifts() -> None:
+    budget = settings().alerts.suspicious_budget
+    scorer = FraudScorer(HalfSpaceTreesDetector(seed=5))
+    rng = random.Random(9)
+    flagged = {"before": 0, "after": 0}
+    for i in range(12_000):
+        drifted = i >= 6_000  # amounts triple and payments move online: a new normal
+        x = _transaction_features(rng)
+        if drifted:
+            x = {**x, "log_amount": x["log_amount"] + 1.1, "online": 1.0}
+        rank, _ = scorer.score_one(f"c:{i}", float(i), x)
+        if i >= 1_000 and not 6_000 <= i < 7_000:  # after warm-up and re-adaptation
+            flagged["after" if drifted else "before"] += rank >= 1 - budget
+    for period, count in flagged.items():
+        assert budget / 3 <= count / 5_000 <= 3 * budget, (period, count)
