@@ -249,18 +249,28 @@ class RedisWriter:
         keys = self.keys
         ttl = self.config.profile_ttl_seconds
         pipe = self.client.pipeline(transaction=False)
+        # One ZADD per sorted set and batch, not one per customer: fewer commands to pack.
+        by_rm: dict[str, dict[str, float]] = {}
+        active: dict[str, float] = {}
+        inactive: list[str] = []
         for customer_id, output in latest.items():
             key = keys.profile(customer_id)
             pipe.hset(key, mapping={k: _field(v) for k, v in output.profile.items()})
             pipe.expire(key, ttl)
             if output.rm_id:
-                pipe.zadd(keys.rm_churn(output.rm_id), {customer_id: round(output.churn_risk, 4)})
+                by_rm.setdefault(output.rm_id, {})[customer_id] = round(output.churn_risk, 4)
             for old_rm in moved_from.get(customer_id, set()) - {output.rm_id}:
                 pipe.zrem(keys.rm_churn(old_rm), customer_id)
             if output.last_activity is not None and output.profile["stage"] != "closed":
-                pipe.zadd(keys.activity, {customer_id: output.last_activity})
+                active[customer_id] = output.last_activity
             else:
-                pipe.zrem(keys.activity, customer_id)
+                inactive.append(customer_id)
+        for rm_id, ranking in by_rm.items():
+            pipe.zadd(keys.rm_churn(rm_id), ranking)
+        if active:
+            pipe.zadd(keys.activity, active)
+        if inactive:
+            pipe.zrem(keys.activity, *inactive)
         pipe.hset(keys.event_clocks, str(self.worker_index), self.event_clock)
         dedupe_ttl = self.config.alert_dedupe_ttl_seconds
         for decision in decisions:
