@@ -160,8 +160,8 @@ def prepare_recovery_store(settings: Settings, process_id: int | None) -> Path |
             "run without recovery"
         ) from None
     log.info(
-        "initialised the recovery store %s with %d partitions (the most workers the engine "
-        "can ever be spread over with it); snapshots every %g s",
+        "initialised the recovery store %s with %d partitions (engine.recovery_partitions; "
+        "fixed from now on); snapshots every %g s",
         path,
         engine.recovery_partitions,
         engine.snapshot_interval_seconds,

@@ -137,7 +137,7 @@ class Engine(Section):
     epoch_interval_seconds: PositiveFloat
     recovery_dir: str = Field(description="recovery store directory; empty = no recovery")
     recovery_partitions: PositiveInt = Field(
-        description="partitions of a new recovery store: the most workers it can serve"
+        description="partitions of a new recovery store: as many as the most workers you will run"
     )
     snapshot_interval_seconds: PositiveFloat
 
