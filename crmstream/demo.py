@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from sinks.redis_sink import RedisKeys, connect
 console = Console()
 DEMO_PREFIX = "crmdemo:"
 RUN_DIR = Path(".run")
+DEMO_RECOVERY = RUN_DIR / "demo-recovery"
 
 
 def _scrape(url: str) -> dict[str, float]:
@@ -129,7 +131,15 @@ def run_demo(duration: float, customers: int, rate: float, days: float) -> int:
         settings = load_settings()
         console.print("starting services (the configured ones are used when they answer)...")
         environment: DevEnvironment = dev_up(settings, run_dir=RUN_DIR)
-        env = {**os.environ, **environment.env(), "CRMSTREAM_REDIS__KEY_PREFIX": DEMO_PREFIX}
+        # The demo's own recovery store, fresh each time: the offsets of an earlier demo
+        # would point past the end of a newly started (empty) broker's topics.
+        shutil.rmtree(DEMO_RECOVERY, ignore_errors=True)
+        env = {
+            **os.environ,
+            **environment.env(),
+            "CRMSTREAM_REDIS__KEY_PREFIX": DEMO_PREFIX,
+            "CRMSTREAM_ENGINE__RECOVERY_DIR": str(DEMO_RECOVERY),
+        }
         os.environ.update(env)
         settings = load_settings()
         create_topics(settings)
