@@ -83,6 +83,7 @@ class CustomerState(SlottedState):
         "last_password_reset",
         "last_snapshot",
         "last_transaction",
+        "latest_event",
         "lifetime_amount",
         "lifetime_count",
         "merchants",
@@ -104,6 +105,7 @@ class CustomerState(SlottedState):
         self.last_activity: float | None = None
         self.last_transaction: float | None = None
         self.last_interaction: float | None = None
+        self.latest_event: float | None = None
         self.last_login: float | None = None
         self.last_password_reset: float | None = None
         self.last_new_device: float | None = None
@@ -243,7 +245,10 @@ class ProfileLogic:
             resolved.extend(t for t, _ in state.churn_ledger)
             state.churn_ledger = []
 
-        now = max(state.windows.latest, at)
+        # The profile's clock: the newest event applied of any kind, so what the profile
+        # says does not depend on the order in which the topics were read.
+        state.latest_event = max(state.latest_event or at, at)
+        now = state.latest_event
         if offer_context is None and kind in ("interactions", "customers"):
             offer_context = offer_features(state, now)
         churn = churn_features(state, now)

@@ -26,7 +26,12 @@ ALERTS = settings().alerts
 ENTER, EXIT = ALERTS.churn_enter, ALERTS.churn_exit
 CHURN_COOLDOWN = ALERTS.cooldown_seconds["churn_risk"]
 DECLINE_COOLDOWN = settings().contact_policy.decline_cooldown_days * DAY
-LOGIC = DecisionLogic(decisions_config())
+# No exploration: these tests pin the policy's choice (exploration has tests of its own).
+LOGIC = DecisionLogic(
+    decisions_config(
+        contact_policy=settings().contact_policy.model_copy(update={"exploration": 0.0})
+    )
+)
 EVERY_OFFER = tuple(LOGIC.config.catalogue.offers)
 
 
