@@ -20,7 +20,7 @@ from operators.decisions import DecisionConfig, alert_id
 from operators.decode import DecodeLimits, decode
 from operators.profile import CustomerState, ProfileConfig, ProfileLogic, profile_fields
 from operators.records import Alert, Event, Origin, Output, Scored, ScoreRequest
-from operators.windows import TOTAL_NAMES
+from operators.windows import TOTAL_NAMES, UNITS
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -237,7 +237,8 @@ def profile(
     result = profile_fields(state, at)
     totals = result["aggregates"].values
     for name, value in (aggregates or {}).items():
-        totals[TOTAL_NAMES.index(name)] = value
+        index = TOTAL_NAMES.index(name)
+        totals[index] = value * UNITS[index]
     result.update(recency_days=0.04, days_since_last_activity=0.04, last_activity_at=at - 3600)
     result.update(fields)
     return result
