@@ -449,11 +449,15 @@ def churn_features(state: CustomerState, now: float) -> dict[str, float]:
     inflow_7d, inflow_30d = w.total("7d", "inflow_amount"), w.total("30d", "inflow_amount")
     outflow_30d = w.total("30d", "outflow_amount")
     spend_7d, spend_30d = w.total("7d", "spend_count"), w.total("30d", "spend_count")
+    # Rates over the history the windows actually cover: a customer seen for ten days has
+    # ten days in their "30-day" window, not thirty.
+    seen = _days(state.first_seen, now, 30.0)
+    short, long = max(1.0, min(7.0, seen)), max(1.0, seen)
     features = {
         "logins_30d": logins_30d,
-        "login_trend": _ratio(logins_7d, 7, logins_30d, 30),
-        "spend_trend": _ratio(spend_7d, 7, spend_30d, 30),
-        "inflow_trend": _ratio(inflow_7d, 7, inflow_30d, 30),
+        "login_trend": _ratio(logins_7d, short, logins_30d, long),
+        "spend_trend": _ratio(spend_7d, short, spend_30d, long),
+        "inflow_trend": _ratio(inflow_7d, short, inflow_30d, long),
         "log_inflow_30d": math.log1p(inflow_30d),
         "log_outflow_30d": math.log1p(outflow_30d),
         "external_outflow_share": w.total("30d", "external_outflow_amount") / outflow_30d

@@ -410,3 +410,12 @@ def test_a_closure_after_the_horizon_is_not_churn_for_an_old_snapshot() -> None:
     closure = applied(logic, state, closed(at=T0 + HORIZON + 5 * DAY))
 
     assert churn_labels([closure]) == [(old.churn_features, False), (recent.churn_features, True)]
+
+
+def test_trends_are_steady_for_a_steady_new_customer() -> None:
+    # Ten days of one login a day: the 7-day and the 10-day rates are the same.
+    logic = profile_logic()
+    state = known_customer(logic)
+    for day in range(10):
+        request = applied(logic, state, contact(at=T0 + day * DAY))
+    assert request.churn_features["login_trend"] == pytest.approx(1.0, abs=0.15)
