@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    assert shutil.which("redis-server"), (
+        "redis-server is not installed: `make test` installs it (apt-get install redis-server)"
+    )
     out = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSTREAM_")}
     completed = subprocess.run(
