@@ -134,7 +134,6 @@ class Engine(Section):
         description="wall-clock silence after which a customer's window log is dropped"
     )
     max_record_bytes: PositiveInt
-    epoch_interval_seconds: PositiveFloat
     recovery_dir: str = Field(description="recovery store directory; empty = no recovery")
     recovery_partitions: PositiveInt = Field(
         description="partitions of a new recovery store: as many as the most workers you will run"
