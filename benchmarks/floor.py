@@ -24,10 +24,10 @@ from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import Consumer, TopicPartition
 
 from crmstream.settings import Settings, load_settings
-from flows.engine import decision_config, make_decoder, model_choice, profile_config
+from flows.engine import EngineSteps
 from online_models.shard import ModelShard, shard_of
-from operators.decisions import DecisionLogic, DecisionState
-from operators.profile import CustomerState, ProfileLogic
+from operators.decisions import DecisionState
+from operators.profile import CustomerState
 from operators.records import DeadLetter, Event, Output, ScoreRequest
 from sinks.dead_letter import DeadLetterSink
 from sinks.redis_sink import RedisWriter
@@ -37,12 +37,10 @@ class Floor:
     """The engine's steps over plain dicts; `process` takes one batch of Kafka messages."""
 
     def __init__(self, settings: Settings) -> None:
-        self.decode = make_decoder(settings)
-        self.profile = ProfileLogic(profile_config(settings))
-        self.decisions = DecisionLogic(decision_config(settings))
-        self.choice = model_choice(settings)
+        steps = EngineSteps.from_settings(settings)
+        self.decode, self.profile, self.decisions = steps.decode, steps.profile, steps.decisions
+        self.choice, self.shard_count = steps.models, steps.shards
         self.offer_ids = self.decisions.offer_ids
-        self.shard_count = settings.engine.model_shards
         self.shards: dict[str, ModelShard] = {}
         self.customers: dict[str, CustomerState] = {}
         self.decided: dict[str, DecisionState] = {}

@@ -59,12 +59,12 @@ from crmstream.settings import Settings, load_settings
 from crmstream.simulator import GroundTruth, SimEvent, SimulationConfig, simulate
 from crmstream.simulator.behaviour import _LEAVING, Day
 from crmstream.simulator.population import Customer, World
-from flows.engine import decision_config, make_decoder, model_choice, profile_config
+from flows.engine import EngineSteps
 from online_models.calibration import RollingQuantile
 from online_models.shard import ModelShard, shard_of
 from operators.decisions import DecisionLogic, DecisionState
 from operators.offers import choose_offer
-from operators.profile import CustomerState, ProfileLogic
+from operators.profile import CustomerState
 from operators.reasons import churn_reasons
 from operators.records import Event, Output, Scored, ScoreRequest
 
@@ -1044,12 +1044,10 @@ class EngineReplay:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.decode = make_decoder(settings)
-        self.profile = ProfileLogic(profile_config(settings))
-        self.decisions = DecisionLogic(decision_config(settings))
-        self.choice = model_choice(settings)
+        steps = EngineSteps.from_settings(settings)
+        self.decode, self.profile, self.decisions = steps.decode, steps.profile, steps.decisions
+        self.choice, self.shard_count = steps.models, steps.shards
         self.offer_ids = self.decisions.offer_ids
-        self.shard_count = settings.engine.model_shards
         self.customers: dict[str, CustomerState] = {}
         self.decided: dict[str, DecisionState] = {}
         self.shards: dict[str, ModelShard] = {}
