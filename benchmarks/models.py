@@ -46,7 +46,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -56,8 +55,14 @@ from river import anomaly, bandit, compose, preprocessing
 
 from benchmarks.machine import git_revision, machine_info, versions
 from crmstream.settings import Settings, load_settings
-from crmstream.simulator import GroundTruth, SimEvent, SimulationConfig, simulate
-from crmstream.simulator.behaviour import _LEAVING, Day
+from crmstream.simulator import (
+    GroundTruth,
+    SimEvent,
+    SimulationConfig,
+    acceptance_chance,
+    leaving_on,
+    simulate,
+)
 from crmstream.simulator.population import Customer, World
 from flows.engine import EngineSteps
 from online_models.calibration import RollingQuantile
@@ -145,12 +150,11 @@ def collect_truth(config: SimulationConfig) -> Truth:
 class HiddenAcceptance:
     """The simulator's own acceptance chance of an offer, for a customer at a moment.
 
-    The chance is `behaviour.Day._acceptance` (hidden needs, segment taste, consent, and
-    whether the customer is leaving), called on a stand-in for the simulated day, so the
-    figure is the simulator's and not a copy of it. Whether a churner is "leaving" is
-    decided per simulated day (the drift at the middle of the customer's day), as
-    `behaviour.Day.run` does. The customers are rebuilt from the run's seed: a customer is
-    drawn from its own random stream, so it is the same customer the run simulated.
+    The chance is the simulator's public `acceptance_chance` (hidden needs, segment taste,
+    consent, and whether the customer is leaving that day, `leaving_on`), so the figure is
+    the simulator's and not a copy of it. The customers are rebuilt from the run's seed: a
+    customer is drawn from its own random stream, so it is the same customer the run
+    simulated.
     """
 
     def __init__(self, config: SimulationConfig, keep: Callable[[str], bool]) -> None:
@@ -162,21 +166,10 @@ class HiddenAcceptance:
             if keep(customer.cid):
                 self.customers[customer.cid] = customer
 
-    def leaving(self, customer: Customer, at: float) -> bool:
-        plan = customer.churn
-        if plan is None:
-            return False
-        day = math.floor((at - self.start - customer.offset) / DAY)
-        middle = self.start + customer.offset + day * DAY + DAY / 2
-        return plan.progress(middle) >= _LEAVING
-
     def chance(self, customer_id: str, offer_id: str, at: float, consent: bool) -> float:
         c = self.customers[customer_id]
-        day = SimpleNamespace(
-            c=SimpleNamespace(needs=c.needs, segment=c.segment, consent=consent),
-            leaving=self.leaving(c, at),
-        )
-        return Day._acceptance(day, offer_id)  # type: ignore[arg-type]
+        leaving = leaving_on(c, at, self.start)
+        return acceptance_chance(offer_id, c.needs, c.segment, consent, leaving)
 
 
 # --------------------------------------------------------------------------- statistics

@@ -28,12 +28,15 @@ from crmstream.simulator import (
     GroundTruth,
     SimEvent,
     SimulationConfig,
+    acceptance_chance,
+    leaving_on,
     read_ground_truth,
     simulate,
 )
 from crmstream.simulator import command as command_module
 from crmstream.simulator.command import simulate_command
 from crmstream.simulator.config import KINDS
+from crmstream.simulator.population import World
 from crmstream.simulator.producer import Pacer, produce
 
 DAY = 86_400.0
@@ -378,6 +381,43 @@ def test_hidden_needs_drive_acceptance_and_conversions_add_the_product(run: Run)
             ]  # fmt: skip
             if later:
                 assert event.value["offer_id"] in later[0].value["products"]
+
+
+def test_the_public_acceptance_chance_is_the_one_the_answers_follow(run: Run) -> None:
+    """Expected accepts from `acceptance_chance` match the accepts the run produced."""
+    world = World(run.config)
+    customers = {c.cid: c for c in map(world.customer, range(run.config.customers))}
+    expected = 0.0
+    observed = 0
+    for cid, events in run.by_customer.items():
+        consent = True
+        for event in first_seen(sorted(events, key=lambda e: e.event_time)):
+            if event.kind == "customers":
+                consent = event.value["marketing_consent"]
+            elif event.kind == "interactions" and event.value["type"] == "offer_impression":
+                c = customers[cid]
+                leaving = leaving_on(c, event.event_time, run.config.start_ts)
+                expected += acceptance_chance(
+                    event.value["offer_id"], c.needs, c.segment, consent, leaving
+                )
+            elif event.kind == "interactions" and event.value["type"] == "offer_accepted":
+                observed += 1
+    # Poisson-binomial noise, and a few answers withheld while a product change is pending.
+    assert expected > 30
+    assert (
+        expected - 4 * expected**0.5 - 0.05 * expected <= observed <= expected + 4 * expected**0.5
+    )
+
+
+def test_acceptance_follows_needs_and_leaving() -> None:
+    needed = acceptance_chance("savings", ("savings",), "mass", True, False)
+    assert needed > 10 * acceptance_chance("savings", (), "mass", True, False)
+    assert acceptance_chance("savings", ("savings",), "mass", True, True) < needed / 10
+    assert acceptance_chance("savings", ("savings",), "mass", False, False) < needed
+    retention = "retention_fee_waiver"
+    assert acceptance_chance(retention, (), "mass", True, True) > acceptance_chance(
+        retention, (), "mass", True, False
+    )
 
 
 # -- malformed records -------------------------------------------------------------------

@@ -7,8 +7,9 @@ which activity each event is follows the customer's own rates, bent by churn dri
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from itertools import accumulate
-from math import exp
+from math import exp, floor
 from random import Random
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,7 @@ _RHYTHM = {
 _SUPPORT_CUM = tuple(tuple(accumulate(weights)) for weights in cat.HABIT_SUPPORT_WEIGHTS)
 _ATM_NOTES = (20, 50, 100, 200, 300, 500)
 _BUSIEST_WEEKDAY = max(cat.WEEKDAY_SHOPPING)
-_LEAVING = 0.2  # drift progress from which a churner's complaints and surveys turn sour
+LEAVING = 0.2  # drift progress from which a churner's complaints and surveys turn sour
 _FALSE_ALARM_CHANCE = 0.05  # of unusual legitimate payments, flagged and then cleared
 _PRODUCT_OFFERS = frozenset(cat.PRODUCT_OFFERS)
 _ACCEPT_IF_NEEDED = 0.3
@@ -61,6 +62,46 @@ _CONVERTS = 0.85
 _CONSENT_WITHDRAWN = 0.0007
 _RM_CHANGED = 0.0004
 _NEW_PHONE = 0.002
+
+
+def acceptance_chance(
+    offer_id: str, needs: Collection[str], segment: str, consent: bool, leaving: bool
+) -> float:
+    """Probability that a customer accepts `offer_id` once shown it: the planted truth.
+
+    A product offer is welcome when it meets one of the customer's hidden `needs` and
+    rarely otherwise; a customer who is `leaving` (a churner past `LEAVING` of its drift
+    that day, see `leaving_on`) turns product offers down but is drawn to retention ones.
+    Some segments are choosier, and without marketing `consent` (the offer was seen on a
+    service screen) every chance is lower. Every simulated answer follows this chance, so
+    a policy's expected acceptance can be computed exactly rather than estimated.
+
+    >>> acceptance_chance("savings", ("savings",), "mass", True, False)
+    0.3
+    >>> acceptance_chance("savings", ("savings",), "mass", True, True)  # leaving: no
+    0.003
+    """
+    if offer_id in _PRODUCT_OFFERS:
+        if leaving:
+            return _ACCEPT_OTHERWISE / 4
+        chance = _ACCEPT_IF_NEEDED if offer_id in needs else _ACCEPT_OTHERWISE
+    else:
+        chance = 0.12 if leaving else 0.03
+    return chance * _SEGMENT_TASTE.get(segment, 1.0) * (1.0 if consent else 0.4)
+
+
+def leaving_on(c: Customer, at: float, start: float) -> bool:
+    """Whether customer `c` is leaving on its simulated day that holds the moment `at`.
+
+    `start` is the run's start. A customer's days begin at its own offset after midnight,
+    and whether a churner is leaving is decided once per day, at the day's middle, as
+    `Day.run` does.
+    """
+    plan = c.churn
+    if plan is None:
+        return False
+    day_start = start + c.offset + floor((at - start - c.offset) / DAY) * DAY
+    return plan.progress(day_start + DAY / 2) >= LEAVING
 
 
 def _poisson(rng: Random, mean: float) -> int:
@@ -103,7 +144,7 @@ class Day:
             progress = plan.progress(start + DAY / 2)
             if progress > 0.0:
                 rates = drift_rates(rates, progress)
-                self.leaving = progress >= _LEAVING
+                self.leaving = progress >= LEAVING
         silent = c.silent_from
         cum = list(accumulate(rates))
         count = _poisson(rng, cum[-1] * c.activity)
@@ -226,7 +267,7 @@ class Day:
             t, channel, "offer_impression", {"offer_id": offer_id}, ("offer_impression",)
         )
         answer = rng.random()
-        chance = self._acceptance(offer_id)
+        chance = acceptance_chance(offer_id, c.needs, c.segment, c.consent, self.leaving)
         if answer < chance:
             self._accept(t + rng.uniform(0.5, 120) * MINUTE, screen, offer_id)
         elif answer < chance + _DECLINE:
@@ -278,16 +319,6 @@ class Day:
                 t + rng.uniform(0.5 * HOUR, 2 * DAY), "fraud_false_alarm", event_id,
                 tags=("fraud_false_alarm",),
             )  # fmt: skip
-
-    def _acceptance(self, offer_id: str) -> float:
-        c = self.c
-        if offer_id in _PRODUCT_OFFERS:
-            if self.leaving:
-                return _ACCEPT_OTHERWISE / 4
-            chance = _ACCEPT_IF_NEEDED if offer_id in c.needs else _ACCEPT_OTHERWISE
-        else:
-            chance = 0.12 if self.leaving else 0.03
-        return chance * _SEGMENT_TASTE.get(c.segment, 1.0) * (1.0 if c.consent else 0.4)
 
     def _accept(self, t: float, channel: str, offer_id: str) -> None:
         """Acceptance, then (usually) conversion and, for a product, the new record."""
