@@ -490,6 +490,7 @@ class AnomalyWatch:
         self.min_amount = min_amount
         self.rank_qualified = 0  # anomaly score at or above the alert rank
         self.rank_and_amount_qualified = 0  # ... and at least the minimum amount
+        self.alertable = 0  # transactions of at least the minimum amount
         self.amount = array("d")
         self.card = array("b")
         self.engine_flag = array("b")  # 0 none, 1 rule, 2 model
@@ -507,9 +508,11 @@ class AnomalyWatch:
             self.fraud_index[event.event_id] = row
         body = event.body
         score = scored.anomaly_score
+        alertable = body["amount"] >= self.min_amount
+        self.alertable += alertable
         if score is not None and score >= 1.0 - self.budget:
             self.rank_qualified += 1
-            self.rank_and_amount_qualified += body["amount"] >= self.min_amount
+            self.rank_and_amount_qualified += alertable
         self.amount.append(body["amount"])
         self.card.append(body["kind"] in CARD_PAYMENTS)
         flag = 0
@@ -620,8 +623,22 @@ class AnomalyWatch:
                 )
                 if len(engine)
                 else None,
-                "note": "shares of all transactions: how the engine's anomaly alerts fall "
-                "short of (or exceed) the configured budget, step by step",
+                "alertable_share_of_transactions": _round(self.alertable / len(engine), 5)
+                if len(engine)
+                else None,
+                "of_alertable_at_or_above_alert_rank": _round(
+                    self.rank_and_amount_qualified / self.alertable, 5
+                )
+                if self.alertable
+                else None,
+                "of_alertable_model_alerts_after_cool_down": _round(
+                    by_source["model"]["alerts"] / self.alertable, 5
+                )
+                if self.alertable
+                else None,
+                "note": "shares of all transactions, then of alertable ones (at least "
+                "alerts.suspicious_min_amount): how the engine's anomaly alerts fall short "
+                "of (or exceed) the configured budget, step by step",
             },
             "engine": {
                 **self._scores(flagged),
@@ -1330,6 +1347,14 @@ def _findings(report: dict[str, Any]) -> list[str]:
         if spent and spent["score_at_or_above_alert_rank"] is not None
         else ""
     )
+    if spent and spent.get("of_alertable_at_or_above_alert_rank") is not None:
+        steps += (
+            f". Only payments of at least the minimum amount may alert "
+            f"({spent['alertable_share_of_transactions']:.1%} of transactions) and the rank "
+            f"is among them: {spent['of_alertable_at_or_above_alert_rank']:.2%} of them score "
+            f"at or above the alert rank and {spent['of_alertable_model_alerts_after_cool_down']:.2%}"
+            " remain model alerts after the cool-down"
+        )
     notes.append(
         f"Anomalies: the engine alerted on {engine['flagged_share_of_transactions']:.2%} of "
         f"transactions against a configured budget of {budget:.2%}{steps}. At the configured "
@@ -1343,7 +1368,8 @@ def _findings(report: dict[str, Any]) -> list[str]:
     notes.append(
         f"Anomalies: {share:.0%} of the fraudulent transactions are card-testing payments "
         "(many tiny payments per burst): below the minimum amount only the CARD_TESTING "
-        "rule can flag them, and its cool-down holds the rest of the burst: card-testing payments flagged {_fmt(by_type['card_testing'])} vs plain "
+        "rule can flag them, and its cool-down holds the rest of the burst: card-testing "
+        f"payments flagged {_fmt(by_type['card_testing'])} vs plain "
         f"HalfSpaceTrees {_fmt(plain['recall_by_episode_type']['card_testing'])}, but "
         f"card-testing episodes flagged {engine['episodes']['card_testing']['episodes_caught']} "
         f"vs {plain['episodes']['card_testing']['episodes_caught']}; on account-takeover "

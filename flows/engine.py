@@ -140,6 +140,7 @@ def model_choice(settings: Settings) -> ModelChoice:
         offers=settings.models.offers,
         seed=settings.models.seed,
         shards=settings.engine.model_shards,
+        alert_min_amount=settings.alerts.suspicious_min_amount,
     )
     # Fail at start, naming the bad setting, rather than on the first event.
     for role in ("churn", "anomaly", "offers"):

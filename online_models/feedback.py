@@ -98,17 +98,24 @@ class FeedbackReranker:
         self.seen[bool(y)] += 1
         self.updates += 1
 
-    def rank_one(self, x: dict[str, float], detector_score: float) -> float:
-        """Score in [0, 1] to rank events by; records this event's scores for later ranks."""
+    def rank_one(self, x: dict[str, float], detector_score: float, record: bool = True) -> float:
+        """Score in [0, 1] to rank events by; records this event's scores for later ranks.
+
+        With `record=False` the event is ranked against the recorded ones but leaves no
+        trace: events that may never alert are ranked without diluting the population a
+        threshold on the rank is meant to hold a budget over.
+        """
         detector_rank = self.detector_ranks.rank(detector_score)
-        self.detector_ranks.learn_one(detector_score)
+        if record:
+            self.detector_ranks.learn_one(detector_score)
         if not self.warm:  # no say yet, and no cost: most events come before any verdict
             return detector_rank
         # Probabilities are ranked only from a warm model, so an untrained model's answers
         # never fill the window they are compared with.
         supervised = self.predict_proba_one(x, detector_score)
         supervised_rank = self.supervised_ranks.rank(supervised)
-        self.supervised_ranks.learn_one(supervised)
+        if record:
+            self.supervised_ranks.learn_one(supervised)
         if not self.supervised_ranks.ready:
             return detector_rank
         weight = self.supervised_weight

@@ -54,11 +54,16 @@ class FraudScorer:
         return self.detector.updates + self.reranker.updates
 
     def score_one(
-        self, key: str, at: float, x: dict[str, float]
+        self, key: str, at: float, x: dict[str, float], alertable: bool = True
     ) -> tuple[float, list[QualityPair]]:
-        """Rank of this transaction; also the verdicts that timed out, as quality pairs."""
+        """Rank of this transaction; also the verdicts that timed out, as quality pairs.
+
+        The rank is among recent `alertable` transactions only (those an alert may come
+        from), so a threshold of 1 - budget on it spends the whole budget on them, however
+        many transactions could never alert. The detector still learns from every one.
+        """
         raw = self.detector.score_one(x)
-        rank = self.reranker.rank_one(x, raw)
+        rank = self.reranker.rank_one(x, raw, record=alertable)
         self.clock = max(self.clock, at)
         if rank >= self.quarantine_rank:
             self.quarantine[key] = (at, x, raw, rank)

@@ -26,6 +26,9 @@ class ModelChoice:
     offers: str
     seed: int
     shards: int = 1
+    alert_min_amount: float = 0.0
+    """Transactions below this amount never raise a model alert, so are not ranked among
+    those that may (`alerts.suspicious_min_amount`)."""
 
 
 class ModelShard:
@@ -68,7 +71,8 @@ class ModelShard:
         if request.anomaly_features is not None:
             x = request.anomaly_features
             key = f"{request.customer_id}:{event.event_id}"
-            anomaly_score, quality = self.anomaly.score_one(key, event.event_time, x)
+            alertable = event.body["amount"] >= self.choice.alert_min_amount
+            anomaly_score, quality = self.anomaly.score_one(key, event.event_time, x, alertable)
             anomaly_why = anomaly_reasons(x)
         elif event.kind == "outcomes" and event.body.get("transaction_id"):
             verdict = event.body["type"]

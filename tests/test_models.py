@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -364,3 +365,49 @@ def test_the_alert_budget_holds_when_the_stream_drifts() -> None:
             flagged["after" if drifted else "before"] += rank >= 1 - budget
     for period, count in flagged.items():
         assert budget / 3 <= count / 5_000 <= 3 * budget, (period, count)
+
+
+class _GivenScore:
+    """A detector whose raw score is given with the features, to fix the score mix."""
+
+    updates = 0
+
+    def score_one(self, x: dict[str, float]) -> float:
+        return x["raw"]
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        self.updates += 1
+
+
+def test_ranking_only_alertable_payments_spends_the_budget_on_them() -> None:
+    """Payments below the alert minimum, however unusual, do not take the alert budget."""
+    budget = settings().alerts.suspicious_budget
+
+    def share_flagged(rank_all: bool) -> float:
+        rng = random.Random(4)
+        scorer = FraudScorer(_GivenScore(), quarantine_rank=2.0)
+        flagged = alertable_seen = 0
+        for i in range(20_000):
+            alertable = rng.random() < 0.4
+            # Tiny payments (card testing, say) are the more unusual ones here.
+            x = {"raw": rng.random() if alertable else rng.uniform(0.9, 1.0)}
+            rank, _ = scorer.score_one(f"c:{i}", float(i), x, alertable or rank_all)
+            if alertable and i >= 2_000:
+                alertable_seen += 1
+                flagged += rank >= 1 - budget
+        return flagged / alertable_seen
+
+    assert budget / 1.5 <= share_flagged(rank_all=False) <= 1.5 * budget
+    assert share_flagged(rank_all=True) < budget / 3  # among all, the budget goes unspent
+
+
+def test_the_shard_ranks_payments_below_the_alert_minimum_without_recording_them() -> None:
+    assert shard_choice().alert_min_amount == settings().alerts.suspicious_min_amount
+    recorded = {}
+    for minimum in (0.0, 100.0):
+        payment, _ = _requests()  # a payment of 42.50
+        shard = ModelShard(replace(shard_choice(), alert_min_amount=minimum))
+        scored = shard.handle(payment, OFFERS)
+        assert scored.anomaly_score is not None
+        recorded[minimum] = len(shard.anomaly.reranker.detector_ranks.sorted)
+    assert recorded == {0.0: 1, 100.0: 0}
