@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 # Event-time latency spans seconds to hours (late data); ingest latency is milliseconds.
@@ -63,6 +67,22 @@ DORMANT_MARKED = Counter(
     "crmstream_customers_marked_dormant_total",
     "Profiles whose stage was set to dormant after a silence of lifecycle.dormant_after_days.",
 )
+
+
+def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe(a)` for each amount, in one update per bucket instead of per amount.
+
+    The sink records several histograms per event; one `observe` per event and histogram
+    was a tenth of its cost. prometheus-client has no bulk observe, so this adds to the
+    histogram's own per-bucket values (each amount counts in the first bucket whose upper
+    bound holds it, as `observe` does); a test checks the exposition matches.
+    """
+    if not amounts:
+        return
+    bounds = histogram._upper_bounds
+    for index, count in Tally(bisect_left(bounds, amount) for amount in amounts).items():
+        histogram._buckets[index].inc(count)
+    histogram._sum.inc(sum(amounts))
 
 
 def serve(host: str, port: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -105,16 +106,26 @@ def connect(config: RedisSettings, retry: Retry | None = None) -> redis.Redis:
     return redis.Redis.from_url(config.url, **options)
 
 
+_PLAIN = frozenset({str, int, float, bytes})
+_JSON = frozenset({dict, list, tuple})
+
+
 def _field(value: Any) -> bytes | str | int | float:
-    if isinstance(value, WindowTotals):
-        return orjson.dumps(value.rounded())
-    if isinstance(value, (dict, list, tuple)):
+    """One profile value as Redis stores it; by exact type first, the common cases cheaply."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind in _JSON:
         return orjson.dumps(value)
-    if isinstance(value, bool):
+    if kind is bool:
         return int(value)
     if value is None:
         return ""
-    return value
+    if kind is WindowTotals:
+        return orjson.dumps(value.rounded())
+    if isinstance(value, (int, float)):  # e.g. numpy scalars
+        return float(value)
+    return orjson.dumps(value)
 
 
 def _entry(fields: dict[str, Any]) -> list[Any]:
@@ -185,31 +196,50 @@ class RedisWriter:
             lambda: self._write_once(latest, moved_from, alerts, decisions), self._on_error
         )
         metrics.REDIS_UP.set(1)
+        self._record(outputs, latest, alerts, emitted)
+        metrics.REDIS_BATCH_SECONDS.observe(time.monotonic() - started)
+        if started >= self.next_sweep:
+            self.next_sweep = started + self.sweep_every
+            self.retry.call_with_retry(self.sweep_dormant, self._on_error)
 
+    @staticmethod
+    def _record(
+        outputs: list[Output], latest: dict[str, Output], alerts: list[Alert], emitted: list[bool]
+    ) -> None:
+        """Metrics of a written batch, aggregated per batch rather than updated per event."""
+        updates: dict[tuple[str, str], int] = {}
         for output in latest.values():
             versions = output.profile.get("model_versions") or {}
             shard = versions.get("shard", "")
             for model in ("churn", "anomaly", "offers"):
                 if model in versions:
-                    updates = int(versions[model].rsplit("@", 1)[1])
-                    metrics.MODEL_UPDATES.labels(model, shard).set(updates)
+                    steps = int(versions[model].rsplit("@", 1)[1])
+                    updates[model, shard] = max(steps, updates.get((model, shard), 0))
+        for (model, shard), steps in updates.items():
+            metrics.MODEL_UPDATES.labels(model, shard).set(steps)
+        for topic, count in Counter(output.topic for output in outputs).items():
+            metrics.EVENTS.labels(topic, "ok").inc(count)
         done = time.time()
-        for output in outputs:
-            metrics.EVENTS.labels(output.topic, "ok").inc()
-            metrics.INGEST_LATENCY.observe(max(0.0, done - output.broker_time))
-            metrics.EVENT_TIME_LATENCY.observe(max(0.0, done - output.event_time))
-            metrics.SCORES.labels("churn").observe(output.churn_risk)
-            if "anomaly_score" in output.scores and output.topic.endswith("transactions"):
-                metrics.SCORES.labels("anomaly").observe(output.scores["anomaly_score"])
+        metrics.observe_many(
+            metrics.INGEST_LATENCY, [max(0.0, done - o.broker_time) for o in outputs]
+        )
+        metrics.observe_many(
+            metrics.EVENT_TIME_LATENCY, [max(0.0, done - o.event_time) for o in outputs]
+        )
+        metrics.observe_many(metrics.SCORES.labels("churn"), [o.churn_risk for o in outputs])
+        metrics.observe_many(
+            metrics.SCORES.labels("anomaly"),
+            [
+                o.scores["anomaly_score"]
+                for o in outputs
+                if "anomaly_score" in o.scores and o.topic.endswith("transactions")
+            ],
+        )
         for alert, fresh in zip(alerts, emitted, strict=True):
             if fresh:
                 metrics.ALERTS.labels(alert.type, alert.severity).inc()
             else:
                 metrics.ALERTS_SUPPRESSED.inc()
-        metrics.REDIS_BATCH_SECONDS.observe(time.monotonic() - started)
-        if started >= self.next_sweep:
-            self.next_sweep = started + self.sweep_every
-            self.retry.call_with_retry(self.sweep_dormant, self._on_error)
 
     def sweep_dormant(self) -> int:
         """Mark customers silent for `dormant_after` of event time as dormant; returns how many.
@@ -255,7 +285,7 @@ class RedisWriter:
         inactive: list[str] = []
         for customer_id, output in latest.items():
             key = keys.profile(customer_id)
-            pipe.hset(key, mapping={k: _field(v) for k, v in output.profile.items()})
+            pipe.execute_command("HSET", key, *_entry(output.profile))
             pipe.expire(key, ttl)
             if output.rm_id:
                 by_rm.setdefault(output.rm_id, {})[customer_id] = round(output.churn_risk, 4)
