@@ -5,7 +5,7 @@ from __future__ import annotations
 from river import anomaly, compose, preprocessing
 
 # The detector sees the behavioural ratios, not raw amounts or ids.
-_DETECTOR_FEATURES = (
+DETECTOR_FEATURES = (
     "log_amount",
     "amount_vs_usual",
     "new_merchant",
@@ -51,7 +51,7 @@ class HalfSpaceTreesDetector:
 
     @staticmethod
     def _select(x: dict[str, float]) -> dict[str, float]:
-        return {k: x[k] for k in _DETECTOR_FEATURES if k in x}
+        return {k: x[k] for k in DETECTOR_FEATURES if k in x}
 
     def score_one(self, x: dict[str, float]) -> float:
         return self.pipeline.score_one(self._select(x))
