@@ -68,7 +68,7 @@ from flows.engine import EngineSteps
 from online_models.calibration import RollingQuantile
 from online_models.shard import ModelShard, shard_of
 from operators.decisions import DecisionLogic, DecisionState
-from operators.offers import choose_offer
+from operators.offers import OfferMemory, choose_offer
 from operators.profile import CustomerState
 from operators.reasons import churn_reasons
 from operators.records import Event, Output, Scored, ScoreRequest
@@ -695,7 +695,8 @@ class OfferWatch:
     """Next-best-offer on held-back customers, and the decision log read by IPS.
 
     At each simulated offer impression of a held-back customer (the moment the bank has a
-    slot to fill), the engine's decision is the one `decide` just made; the eligible
+    slot to fill), the engine's decision is the one it logged for that impression (the
+    decision in force, under the contact caps before the impression counted); the eligible
     offers are those `choose_offer` itself would consider: an offer is eligible when
     `choose_offer`, without exploration, picks it once it is given the only non-zero
     estimate. The random policy takes any eligible offer with equal chance; the popular
@@ -717,14 +718,16 @@ class OfferWatch:
         self.accepted: Counter[str] = Counter()
         self.rows: list[OfferRow] = []
         self.nothing_eligible = 0
+        self.logged_without_eligible = 0
         self.logged: list[OfferRow] = []
         self.decisions_logged = 0
+        self.impressions = 0
         self.impressions_held_back = 0
         self.expected_accepts_held_back = 0.0
         self.observed_accepts_held_back = 0
 
     def _eligible(
-        self, state: DecisionState, profile: dict[str, Any], risk: float, at: float
+        self, memory: OfferMemory, profile: dict[str, Any], risk: float, at: float
     ) -> tuple[str, ...]:
         eligible = []
         for offer_id in self.logic.offer_ids:
@@ -733,7 +736,7 @@ class OfferWatch:
             choice = choose_offer(
                 self.catalogue,
                 self.no_exploration,
-                state.offers,
+                memory,
                 profile,
                 risk,
                 self.at_risk_from,
@@ -759,7 +762,8 @@ class OfferWatch:
         body = event.body
         customer = request.customer_id
         held = customer in self.held_back
-        if output.offer_decision is not None:
+        decision = output.offer_decision
+        if decision is not None:
             self.decisions_logged += 1
         kind = body["type"] if event.kind == "interactions" else None
         if kind == "offer_accepted" and body.get("offer_id"):
@@ -767,30 +771,32 @@ class OfferWatch:
                 self.observed_accepts_held_back += 1
             else:
                 self.accepted[body["offer_id"]] += 1
+        if kind != "offer_impression" or not body.get("offer_id"):
+            return
+        self.impressions += 1
         if not held:
             return
         at = event.event_time
         consent = bool(request.profile["marketing_consent"])
-        if kind == "offer_impression" and body.get("offer_id"):
-            # The simulator's own offer: a check that the acceptance chance is the one
-            # its answers follow.
-            self.impressions_held_back += 1
-            self.expected_accepts_held_back += self.acceptance.chance(
-                customer, body["offer_id"], at, consent
-            )
-        decision = output.offer_decision
-        if kind != "offer_impression" and decision is None:
-            return
-        eligible = self._eligible(state, request.profile, scored.churn_risk, at)
+        # The simulator's own offer: a check that the acceptance chance is the one its
+        # answers follow.
+        self.impressions_held_back += 1
+        self.expected_accepts_held_back += self.acceptance.chance(
+            customer, body["offer_id"], at, consent
+        )
+        # The slot is the engine's to fill: its decision in force is the logged one, judged
+        # under the contact caps as they stood before this impression counted.
+        memory = state.offers.before_impression(at, body["channel"])
+        eligible = self._eligible(memory, request.profile, scored.churn_risk, at)
         if not eligible:
-            if kind == "offer_impression":
-                self.nothing_eligible += 1
+            self.nothing_eligible += 1
+            self.logged_without_eligible += decision is not None
             return
         chances = tuple(self.acceptance.chance(customer, o, at, consent) for o in eligible)
         greedy = choose_offer(
             self.catalogue,
             self.no_exploration,
-            state.offers,
+            memory,
             request.profile,
             scored.churn_risk,
             self.at_risk_from,
@@ -799,31 +805,20 @@ class OfferWatch:
             "greedy",
             at,
         )
-        choice = state.next_offer
-
-        def row(offer_id: str | None, probability: float, explored: bool) -> OfferRow:
-            return OfferRow(
-                customer,
-                at,
-                eligible,
-                chances,
-                offer_id,
-                self._popular(eligible),
-                greedy.offer_id if greedy is not None else None,
-                probability,
-                explored,
-            )
-
-        if kind == "offer_impression":
-            self.rows.append(
-                row(choice.offer_id, choice.action_probability, choice.explored)
-                if choice is not None
-                else row(None, 0.0, False)
-            )
+        row = OfferRow(
+            customer,
+            at,
+            eligible,
+            chances,
+            decision["offer_id"] if decision is not None else None,
+            self._popular(eligible),
+            greedy.offer_id if greedy is not None else None,
+            decision["action_probability"] if decision is not None else 0.0,
+            decision["explored"] if decision is not None else False,
+        )
+        self.rows.append(row)
         if decision is not None:
-            self.logged.append(
-                row(decision["offer_id"], decision["action_probability"], decision["explored"])
-            )
+            self.logged.append(row)
 
     def _value(self, offer_id: str) -> float:
         return self.catalogue.offers[offer_id].value
@@ -852,12 +847,20 @@ class OfferWatch:
             ),
         ):
             result[name] = self._direct(rows, seed)
+        result["decision_log"] = {
+            "impressions_all_customers": self.impressions,
+            "decisions_logged_all_customers": self.decisions_logged,
+            "held_back_impressions_with_eligible_offers": len(self.rows),
+            "held_back_decisions_logged": len(self.logged),
+            "logged_with_nothing_eligible": self.logged_without_eligible,
+            "note": "crm:offer-decisions holds one decision per offer impression (the "
+            "decision in force), none elsewhere",
+        }
         result["ips"] = {
             "note": "reward = the simulator's acceptance chance x offer value; IPS = mean of "
             "pi(a|x) / p(a|x) x reward over logged decisions; SNIPS divides by the mean "
             "weight; truth = each policy's expected reward on the same logged contexts",
             "decision_log_as_written": self._ips(self.logged),
-            "every_impression": self._ips(self.rows),
         }
         return result
 
@@ -1375,19 +1378,16 @@ def _findings(report: dict[str, Any]) -> list[str]:
         f"vs {plain['episodes']['card_testing']['episodes_caught']}; on account-takeover "
         f"payments {_fmt(by_type['ato'])} vs {_fmt(plain['recall_by_episode_type']['ato'])}."
     )
-    ips = report["offers"].get("ips", {})
-    written, every = ips.get("decision_log_as_written", {}), ips.get("every_impression", {})
-    if written.get("decisions") and every.get("decisions"):
-        w, e = written["uniform_random"], every["uniform_random"]
+    written = report["offers"].get("ips", {}).get("decision_log_as_written", {})
+    if written.get("decisions"):
+        w = written["uniform_random"]
         notes.append(
-            "Offers, IPS: the decision log holds a decision only when it changed, and an "
-            "explored decision changes it more often than a greedy one: "
-            f"{written['explored_share']:.1%} of logged decisions explored against "
-            f"{written['configured_exploration']:.0%} configured. That selects on the action, "
-            f"so IPS on the log as written is biased (uniform random: {w['ips']:.2f} estimated "
-            f"vs {w['truth_on_logged_contexts']:.2f} true); logged at every impression it is "
-            f"not ({e['ips']:.2f} ± {e['ips_standard_error']:.2f} vs "
-            f"{e['truth_on_logged_contexts']:.2f})."
+            "Offers, IPS: the decision log holds the decision in force at every offer "
+            f"impression: {written['explored_share']:.1%} of logged decisions explored "
+            f"against {written['configured_exploration']:.0%} configured, and IPS of uniform "
+            f"random from it is {w['ips']:.2f} ± {w['ips_standard_error']:.2f} against "
+            f"{w['truth_on_logged_contexts']:.2f} true (a log of changed decisions only "
+            "selected on the action and overstated it)."
         )
     value = report["offers"].get("all_impressions", {})
     if value.get("impressions"):
@@ -1589,18 +1589,25 @@ def markdown(report: dict[str, Any], command: str) -> str:
             )
         lines += ["", f"Engine choices: {block['engine_choices']}", ""]
     lines += [
-        "**Inverse propensity scoring** (IPS) of policies from the engine's decisions for "
+        "**Inverse propensity scoring** (IPS) of policies from the engine's decision log "
+        "(`crm:offer-decisions`: the decision in force at each offer impression) for "
         "held-back customers and the `action_probability` each carries, against each "
         "policy's true value on the same contexts. Reward = the simulator's acceptance "
-        "chance x offer value. Two logs: the decision log as the engine writes it "
-        "(`crm:offer-decisions`: a decision only when it changed) and the decision at every "
-        "impression (what a log written at each impression would hold).",
+        "chance x offer value.",
         "",
     ]
-    titles = {
-        "decision_log_as_written": "decision log as written (changes only)",
-        "every_impression": "every impression",
-    }
+    log = offers.get("decision_log")
+    if log:
+        lines += [
+            f"Decisions logged: {log['decisions_logged_all_customers']:,} for "
+            f"{log['impressions_all_customers']:,} offer impressions (all customers; none "
+            "is logged where nothing may be offered); held back: "
+            f"{log['held_back_decisions_logged']:,} logged of "
+            f"{log['held_back_impressions_with_eligible_offers']:,} impressions with an "
+            "eligible offer.",
+            "",
+        ]
+    titles = {"decision_log_as_written": "decision log as written (every impression)"}
     for key, title in titles.items():
         ips = offers["ips"][key]
         if not ips.get("decisions"):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from online_models.fraud import FraudScorer
 from online_models.registry import build
+from operators.offers import may_receive_offers
 from operators.reasons import anomaly_reasons, churn_reasons
 from operators.records import Scored, ScoreRequest
 
@@ -82,7 +83,8 @@ class ModelShard:
 
         propensities: dict[str, float] = {}
         bonus: dict[str, float] = {}
-        if request.offer_context is not None:
+        # Nothing may be offered without consent or once closed: no estimate to spend time on.
+        if request.offer_context is not None and may_receive_offers(request.profile):
             propensities, bonus = self.offers.score(request.offer_context, offer_ids)
         return Scored(
             request=request,

@@ -81,6 +81,33 @@ def _iso(at: float) -> str:
     )
 
 
+def _is_offer_impression(kind: str, body: dict[str, Any]) -> bool:
+    return kind == "interactions" and body["type"] == "offer_impression"
+
+
+def _impression_decision(choice: OfferChoice, scored: Scored, at: float) -> dict[str, Any]:
+    """The `crm:offer-decisions` record of the decision in force at an offer impression.
+
+    Its id comes from the impression event, so a replayed impression is refused by id.
+    """
+    request = scored.request
+    event = request.event
+    return {
+        "decision_id": alert_id("offer", event.customer_id, f"{event.kind}:{event.event_id}"),
+        "customer_id": event.customer_id,
+        "offer_id": choice.offer_id,
+        "channel": choice.channel,
+        "estimated_acceptance": round(choice.propensity, 6),
+        "action_probability": round(choice.action_probability, 6),
+        "explored": choice.explored,
+        "policy": scored.model_versions.get("offers", ""),
+        "event_time": _iso(at),
+        "impression_event_id": event.event_id,
+        "shown_offer_id": event.body.get("offer_id") or "",
+        "context": request.offer_context or {},
+    }
+
+
 class DecisionLogic:
     def __init__(self, config: DecisionConfig) -> None:
         self.config = config
@@ -195,40 +222,48 @@ class DecisionLogic:
     def _next_best_offer(
         self, state: DecisionState, scored: Scored, profile: dict[str, Any], at: float
     ) -> dict[str, Any] | None:
-        """Re-decide when the models scored offers; a changed decision goes to the log."""
+        """Re-decide when offers were scored; at an offer impression, log the decision.
+
+        The log holds one record per offer impression: the decision in force when the bank
+        had a slot to fill, with the probability the policy gave it. Logged at every
+        impression (not only when the decision changes, which would select on the action)
+        the records are what an inverse propensity estimate of another policy needs.
+        """
+        request = scored.request
         if not scored.offer_propensities:
+            if request.offer_context is not None:
+                state.next_offer = None  # not scored: nothing may be offered (consent, closed)
             return None
-        event = scored.request.event
-        choice = choose_offer(
+        event = request.event
+        identity = f"{event.customer_id}|{event.kind}|{event.event_id}"
+        state.next_offer = self._choose_offer(state.offers, scored, profile, identity, at)
+        if not _is_offer_impression(event.kind, event.body):
+            return None
+        # The slot was decided before this impression counted against the contact caps.
+        memory = state.offers.before_impression(at, event.body["channel"])
+        in_force = self._choose_offer(memory, scored, profile, identity, at)
+        return None if in_force is None else _impression_decision(in_force, scored, at)
+
+    def _choose_offer(
+        self,
+        memory: OfferMemory,
+        scored: Scored,
+        profile: dict[str, Any],
+        identity: str,
+        at: float,
+    ) -> OfferChoice | None:
+        return choose_offer(
             self.config.catalogue,
             self.config.contact_policy,
-            state.offers,
+            memory,
             profile,
             scored.churn_risk,
             self.config.alerts.churn_exit,
             scored.offer_propensities,
             scored.offer_bonus,
-            f"{event.customer_id}|{event.kind}|{event.event_id}",
+            identity,
             at,
         )
-        previous, state.next_offer = state.next_offer, choice
-        if choice is None or (
-            previous is not None
-            and (previous.offer_id, previous.channel) == (choice.offer_id, choice.channel)
-        ):
-            return None
-        return {
-            "decision_id": alert_id("offer", event.customer_id, f"{event.kind}:{event.event_id}"),
-            "customer_id": event.customer_id,
-            "offer_id": choice.offer_id,
-            "channel": choice.channel,
-            "estimated_acceptance": round(choice.propensity, 6),
-            "action_probability": round(choice.action_probability, 6),
-            "explored": choice.explored,
-            "policy": scored.model_versions.get("offers", ""),
-            "event_time": _iso(at),
-            "context": scored.request.offer_context or {},
-        }
 
     @staticmethod
     def _resolved_predictions(

@@ -6,8 +6,9 @@ caps per week and channel, cool-down after a decline, no selling during an open 
 or a fraud review). Among what is left: retention offers first when churn risk is high,
 then the highest (estimated acceptance + exploration bonus) x value x business weight.
 A small, replay-safe share of decisions explores uniformly among the eligible offers, and
-each decision records the probability with which the policy chose it, so a new policy can
-be evaluated offline by inverse propensity scoring before it goes live.
+each decision records the probability with which the policy chose it; the decision in
+force at each offer impression is logged with it, so a new policy can be evaluated offline
+by inverse propensity scoring before it goes live.
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ class OfferMemory(SlottedState):
         elif event_kind == "outcomes" and body["type"] == "fraud_false_alarm":
             self.fraud_review_until = None
 
+    def before_impression(self, at: float, channel: str) -> OfferMemory:
+        """This memory without the impression at `at` on `channel` (once) counted.
+
+        An impression fills a slot the policy decided under the caps as they stood
+        before it, so the decision in force there is judged on this view.
+        """
+        view = OfferMemory()
+        view.declined = self.declined
+        view.shown = list(self.shown)
+        if (at, channel) in view.shown:
+            view.shown.remove((at, channel))
+        view.last_complaint = self.last_complaint
+        view.fraud_review_until = self.fraud_review_until
+        return view
+
     def start_fraud_review(self, until: float) -> None:
         self.fraud_review_until = max(self.fraud_review_until or until, until)
 
@@ -68,6 +84,15 @@ def _unit_interval(*parts: str) -> float:
     """A uniform number from the decision's identity: a replay explores the same way."""
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+def may_receive_offers(profile: dict[str, Any]) -> bool:
+    """Whether any offer may be chosen at all: marketing consent and an open account.
+
+    Without them `choose_offer` answers None whatever the estimates, so the offer model
+    need not score this customer (scoring is one of the engine's larger per-event costs).
+    """
+    return bool(profile["marketing_consent"]) and not profile["closed"]
 
 
 def choose_offer(
@@ -83,7 +108,7 @@ def choose_offer(
     at: float,
 ) -> OfferChoice | None:
     """The next best offer for this customer now, or None when nothing may be offered."""
-    if not profile["marketing_consent"] or profile["closed"]:
+    if not may_receive_offers(profile):
         return None
     if (
         memory.last_complaint is not None

@@ -379,6 +379,87 @@ def test_the_offer_is_kept_across_events_that_do_not_score_offers() -> None:
     assert payment.profile["next_best_offer_propensity"] == 0.9
 
 
+# --- the offer decision log ---------------------------------------------------------------------
+
+EXPLORING = DecisionLogic(decisions_config())  # the shipped policy, exploration included
+
+
+def test_the_decision_in_force_is_logged_at_each_offer_impression() -> None:
+    state = DecisionState()
+    given = dict.fromkeys(EVERY_OFFER, 0.01) | {"savings": 0.9}
+    login = LOGIC.decide(state, scored(contact(at=T0), offer_propensities=given))
+    assert login.offer_decision is None  # decided, but no slot was filled
+    assert state.next_offer is not None
+
+    logged = []
+    for i in range(settings().contact_policy.max_impressions_per_week):
+        shown = contact(at=T0 + 60 * (i + 1), type="offer_impression", offer_id="mortgage")
+        output = LOGIC.decide(state, scored(shown, offer_propensities=given))
+        decision = output.offer_decision
+        assert decision is not None  # logged each time, the last within the weekly cap too
+        assert decision["offer_id"] == "savings"
+        assert decision["action_probability"] == 1.0  # this policy does not explore
+        assert decision["explored"] is False
+        assert decision["impression_event_id"] == shown.event_id
+        assert decision["shown_offer_id"] == "mortgage"
+        logged.append(decision["decision_id"])
+    assert len(set(logged)) == len(logged)
+    # The weekly cap is now reached: nothing more is offered until it eases.
+    assert state.next_offer is None
+
+
+def test_a_logged_decision_carries_the_policys_probability_of_it() -> None:
+    """Greedy choice: 1 - e + e/n; any other (explored): e/n, for the n eligible offers."""
+    exploration = EXPLORING.config.contact_policy.exploration
+    given = dict.fromkeys(EVERY_OFFER, 0.01) | {"savings": 0.9}
+    probabilities: dict[bool, set[float]] = {True: set(), False: set()}
+    explored = 0
+    for i in range(300):
+        shown = contact(at=T0 + i, type="offer_impression", offer_id="savings")
+        decision = EXPLORING.decide(
+            DecisionState(), scored(shown, offer_propensities=given)
+        ).offer_decision
+        assert decision is not None
+        probabilities[decision["offer_id"] == "savings"].add(decision["action_probability"])
+        explored += decision["explored"]
+    (greedy,), (other,) = probabilities[True], probabilities[False]
+    eligible = exploration / other
+    assert eligible == pytest.approx(round(eligible), abs=1e-3) and eligible > 1
+    assert greedy == pytest.approx(1 - exploration + other, abs=1e-6)
+    assert 0 < explored < 300 * 3 * exploration
+
+
+def test_a_replayed_impression_logs_the_same_decision_with_the_same_id() -> None:
+    given = dict.fromkeys(EVERY_OFFER, 0.01) | {"savings": 0.9}
+    shown = contact(at=T0, type="offer_impression", offer_id="savings")
+    first = EXPLORING.decide(DecisionState(), scored(shown, offer_propensities=given))
+    again = EXPLORING.decide(DecisionState(), scored(shown, offer_propensities=given))
+    assert first.offer_decision is not None
+    assert first.offer_decision == again.offer_decision
+
+
+def test_no_decision_is_logged_when_nothing_may_be_offered() -> None:
+    given = dict.fromkeys(EVERY_OFFER, 0.5)
+    shown = contact(at=T0, type="offer_impression", offer_id="savings")
+    data = profile({"marketing_consent": False}, at=T0)
+    output = decide(DecisionState(), shown, offer_propensities=given, profile_data=data)
+    assert output.offer_decision is None
+
+
+def test_offers_left_unscored_for_want_of_consent_clear_the_decision() -> None:
+    """The shard skips scoring without consent; the decision it had must not linger."""
+    state = DecisionState()
+    assert best_offer({"savings": 0.9}, state=state) == "savings"
+
+    login = contact(at=T0 + 60)
+    unscored = scored(login, profile_data=profile({"marketing_consent": False}, at=T0 + 60))
+    unscored.request.offer_context = {"log_inflow_30d": 8.0}
+    output = LOGIC.decide(state, unscored)
+
+    assert state.next_offer is None
+    assert output.profile["next_best_offer"] == ""
+
+
 # --- stage, tier and the rest of the profile ---------------------------------------------------
 
 

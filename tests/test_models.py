@@ -411,3 +411,13 @@ def test_the_shard_ranks_payments_below_the_alert_minimum_without_recording_them
         assert scored.anomaly_score is not None
         recorded[minimum] = len(shard.anomaly.reranker.detector_ranks.sorted)
     assert recorded == {0.0: 1, 100.0: 0}
+
+
+def test_offers_are_not_scored_for_a_customer_who_may_receive_none() -> None:
+    _, login = _requests()
+    shard = ModelShard(shard_choice())
+    assert shard.handle(login, OFFERS).offer_propensities  # consent, open account
+
+    for change in ({"marketing_consent": False}, {"closed": True}):
+        login.profile = {**login.profile, **change}
+        assert shard.handle(login, OFFERS).offer_propensities == {}

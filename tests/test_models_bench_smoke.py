@@ -98,8 +98,13 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     impressions = offers["all_impressions"]
     assert impressions["impressions"] > 0
     assert {"engine", "random", "most_popular"} <= set(impressions["value_per_impression"])
-    for log in ("decision_log_as_written", "every_impression"):
-        assert offers["ips"][log]["action_probability_consistent_with_eligible_set"] == 1.0
+    ips = offers["ips"]["decision_log_as_written"]
+    assert ips["action_probability_consistent_with_eligible_set"] == 1.0
+    # The log holds the decision in force at every impression where an offer was eligible.
+    log = offers["decision_log"]
+    assert log["held_back_decisions_logged"] == log["held_back_impressions_with_eligible_offers"]
+    assert log["logged_with_nothing_eligible"] == 0
+    assert 0 < log["decisions_logged_all_customers"] <= log["impressions_all_customers"]
 
     calls = report["cost"]["per_call_models_us"]
     for name in ("churn_predict", "anomaly_score_and_learn", "offers_score_all"):
