@@ -33,7 +33,7 @@ from typing import Any
 from benchmarks.floor import Floor
 from benchmarks.workload import Workload, as_messages, generate
 from crmstream.settings import load_settings
-from flows.engine import _KeyedStep
+from flows.engine import _KeyedStep, _ProfileStep, profile_lifetime
 from online_models.shard import ModelShard, shard_of
 from operators.decisions import DecisionState
 from operators.records import Event, ScoreRequest
@@ -168,7 +168,7 @@ def measure_population(
     holdback: list[tuple[int, Event]] = template["holdback"]
     size = len(states)
     floor = Floor(settings)
-    profile_step = floor.profile.apply
+    lifetime = profile_lifetime(floor.profile, settings)
     decide = floor.decisions.decide
 
     def decide_step(state: DecisionState, scored: Any) -> list:
@@ -178,12 +178,12 @@ def measure_population(
     before = rss_bytes()
     started = time.perf_counter()
     loads = pickle.loads
-    profiles: dict[str, _KeyedStep] = {}
+    profiles: dict[str, _ProfileStep] = {}
     decisions: dict[str, _KeyedStep] = {}
     for i in range(customers):
         profile_blob, decision_blob = states[i % size]
         cid = f"C{i:08d}"
-        profiles[cid] = _KeyedStep(loads(profile_blob), profile_step)
+        profiles[cid] = _ProfileStep(loads(profile_blob), lifetime)
         decisions[cid] = _KeyedStep(loads(decision_blob), decide_step)
     restore_seconds = time.perf_counter() - started
     gc.collect()

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
@@ -30,7 +31,7 @@ from operators.records import DeadLetter, Event, Origin, ScoreRequest
 from sinks.dead_letter import DeadLetterSink
 from sinks.model_quality import ModelQualitySink
 from sinks.redis_sink import RedisSink
-from sources.kafka import LagReportingKafkaSource
+from sources.kafka import SharedConsumerKafkaSource
 
 S = TypeVar("S")
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 class _KeyedStep(StatefulBatchLogic, Generic[S]):
     """Per-key state driven by a plain function; snapshots are pickled bytes (an immutable copy)."""
+
+    # One per key, a million of them: slots, no per-object dict.
+    __slots__ = ("state", "step")
 
     def __init__(self, state: S, step: Callable[[S, Any], list]) -> None:
         self.state = state
@@ -53,6 +57,22 @@ class _KeyedStep(StatefulBatchLogic, Generic[S]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+@dataclass(frozen=True)
+class ProfileLifetime:
+    """How long a customer's profile state lives without events: shared by every key."""
+
+    logic: ProfileLogic
+    evict_closed: float
+    """Seconds a closed customer's state is kept after its last event."""
+    compact_idle: float
+    """Seconds of silence after which the window log is dropped."""
+    apply: Callable[[CustomerState, Any], list] = field(init=False, repr=False)
+    """`logic.apply`, bound once: a bound method per key would cost 64 bytes each."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "apply", self.logic.apply)
+
+
 class _ProfileStep(_KeyedStep[CustomerState]):
     """The profile step, with the state's lifetime bounded in wall-clock time.
 
@@ -63,18 +83,19 @@ class _ProfileStep(_KeyedStep[CustomerState]):
     recent event ids and known devices stay.
     """
 
-    def __init__(
-        self, state: CustomerState, logic: ProfileLogic, evict_closed: float, compact_idle: float
-    ) -> None:
-        super().__init__(state, logic.apply)
-        self.logic = logic
-        self.evict_closed = timedelta(seconds=evict_closed)
-        self.compact_idle = timedelta(seconds=compact_idle)
+    # The settings live in one shared ProfileLifetime; per key only the due time, as epoch
+    # seconds (a float is half a datetime), turned into a datetime when Bytewax asks.
+    __slots__ = ("due", "lifetime")
+
+    def __init__(self, state: CustomerState, lifetime: ProfileLifetime) -> None:
+        super().__init__(state, lifetime.apply)
+        self.lifetime = lifetime
         self.due = self._next_due()
 
-    def _next_due(self) -> datetime:
-        wait = self.evict_closed if self.state.closed_at is not None else self.compact_idle
-        return datetime.now(timezone.utc) + wait
+    def _next_due(self) -> float:
+        lifetime = self.lifetime
+        wait = lifetime.evict_closed if self.state.closed_at is not None else lifetime.compact_idle
+        return time.time() + wait
 
     def on_batch(self, values: list) -> tuple[list, bool]:
         out, keep = super().on_batch(values)
@@ -82,12 +103,12 @@ class _ProfileStep(_KeyedStep[CustomerState]):
         return out, keep
 
     def notify_at(self) -> datetime:
-        return self.due
+        return datetime.fromtimestamp(self.due, timezone.utc)
 
     def on_notify(self) -> tuple[list, bool]:
         if self.state.closed_at is not None:
             return [], StatefulBatchLogic.DISCARD
-        released = self.logic.compact(self.state)
+        released = self.lifetime.logic.compact(self.state)
         self.due = self._next_due()
         return released, StatefulBatchLogic.RETAIN
 
@@ -118,6 +139,14 @@ def profile_config(settings: Settings) -> ProfileConfig:
         churn_snapshot_every=models.churn_snapshot_every_hours * 3600.0,
         churn_ledger_size=models.churn_ledger_size,
         small_payment_amount=settings.rules.card_testing_max_amount,
+    )
+
+
+def profile_lifetime(logic: ProfileLogic, settings: Settings) -> ProfileLifetime:
+    return ProfileLifetime(
+        logic,
+        evict_closed=settings.engine.evict_closed_after_hours * 3600.0,
+        compact_idle=settings.engine.compact_idle_after_days * 86400.0,
     )
 
 
@@ -202,7 +231,7 @@ def build_flow(settings: Settings) -> Dataflow:
     offer_ids = decision_logic.offer_ids
 
     flow = Dataflow("crmstream")
-    source = LagReportingKafkaSource(
+    source = SharedConsumerKafkaSource(
         brokers,
         list(kafka.topics.inputs()),
         tail=True,
@@ -220,15 +249,11 @@ def build_flow(settings: Settings) -> Dataflow:
     decoded = op.branch("valid", op.map("decode", raw, decoder), lambda r: isinstance(r, Event))
 
     by_customer = op.key_on("by_customer", decoded.trues, lambda e: e.customer_id)
+    lifetime = profile_lifetime(profile_logic, settings)
     profiled = op.stateful_batch(
         "profile",
         by_customer,
-        lambda resume: _ProfileStep(
-            _restore(resume, CustomerState),
-            profile_logic,
-            settings.engine.evict_closed_after_hours * 3600.0,
-            settings.engine.compact_idle_after_days * 86400.0,
-        ),
+        lambda resume: _ProfileStep(_restore(resume, CustomerState), lifetime),
     )
     applied = op.branch(
         "applied", op.key_rm("profile_out", profiled), lambda r: isinstance(r, ScoreRequest)

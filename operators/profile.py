@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from crmstream.events import Segment
-from operators.records import DeadLetter, Event, ScoreRequest, SlottedState
+from operators.records import DeadLetter, Event, ScoreRequest, SlottedState, shared
 from operators.windows import (
     CHANNELS,
     CREDIT,
@@ -35,6 +35,9 @@ _MERCHANT_MEMORY = 48
 _DEVICE_MEMORY = 8
 _COUNTRY_MEMORY = 8
 _OFFER_MEMORY = 4
+# Expiry mark of remembered event ids that no lateness rule retires (see _remember_id).
+_KEEP = 0xFFFFFFFF
+_LATENESS_TOPICS = ("transactions", "interactions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,44 @@ def _remember(ring: array, value: int, capacity: int) -> bool:
     return True
 
 
+class Reference(SlottedState):
+    """The customer's reference record (from the customers topic), as a slotted record.
+
+    Read by name like the dict it replaces (`ref.get("segment")`, `ref["birth_year"]`);
+    its strings and product set are shared between customers.
+    """
+
+    __slots__ = (
+        "birth_year",
+        "branch_id",
+        "joined_at",
+        "marketing_consent",
+        "products",
+        "record_time",
+        "rm_id",
+        "segment",
+    )
+
+    def __init__(self, body: dict[str, Any], at: float) -> None:
+        joined: date = body["joined_on"]
+        self.segment: str = shared(body["segment"])
+        self.rm_id: str = shared(body["rm_id"])
+        self.branch_id: str = shared(body["branch_id"])
+        self.products: tuple[str, ...] = shared(tuple(sorted(set(body["products"]))))
+        self.marketing_consent: bool = body["marketing_consent"]
+        self.joined_at = datetime(
+            joined.year, joined.month, joined.day, tzinfo=timezone.utc
+        ).timestamp()
+        self.birth_year: int | None = body.get("birth_year")
+        self.record_time = at
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+
 class CustomerState(SlottedState):
     """Everything the engine keeps about one customer between events."""
 
@@ -91,15 +132,18 @@ class CustomerState(SlottedState):
         "pending",
         "reference",
         "seen",
+        "seen_until",
         "windows",
     )
 
     def __init__(self) -> None:
-        self.reference: dict[str, Any] | None = None
+        self.reference: Reference | None = None
         self.windows = RollingWindows()
-        self.seen = array("L")
-        self.merchants = array("L")
-        self.devices = array("L")
+        # Recent event ids (crc32) and, in step, until when each must be kept (_remember_id).
+        self.seen = array("I")
+        self.seen_until = array("I")
+        self.merchants = array("I")
+        self.devices = array("I")
         self.countries: tuple[str, ...] = ()
         self.first_seen: float | None = None
         self.last_activity: float | None = None
@@ -115,9 +159,12 @@ class CustomerState(SlottedState):
         self.closure_requested_at: float | None = None
         self.closed_at: float | None = None
         self.last_snapshot: float | None = None
-        self.churn_ledger: list[tuple[float, array]] = []
-        self.offers_shown: dict[str, tuple[float, array]] = {}
-        self.pending: list[Event] = []
+        # Rows of (snapshot time, packed churn features), flat: one array, not one per row.
+        self.churn_ledger = array("d")
+        # Offer id -> (impression time, packed offer features) in one array.
+        self.offers_shown: dict[str, array] = {}
+        # Events held for a reference record; an empty tuple (shared) rather than a list.
+        self.pending: list[Event] | tuple[()] = ()
 
 
 def _days(seconds: float | None, now: float, cap: float = 365.0) -> float:
@@ -171,19 +218,45 @@ class ProfileLogic:
             ]
         if state.reference is None and event.kind != "customers":
             return self._hold_for_reference(state, event)
-        _remember(state.seen, seen_key, self.config.duplicate_memory)
         out: list[ScoreRequest | DeadLetter] = [self._apply_known(state, event)]
+        self._remember_id(state, seen_key, event)
         if event.kind == "customers" and state.pending:
-            pending, state.pending = state.pending, []
+            pending, state.pending = state.pending, ()
             for held in sorted(pending, key=lambda e: e.event_time):
                 out.extend(self.apply(state, held))
         return out
 
+    def _remember_id(self, state: CustomerState, seen_key: int, event: Event) -> None:
+        """Remember an applied event's id for as long as a replay of it could be applied.
+
+        A replay of a transaction or interaction older than the allowed lateness is refused
+        as late anyway, so those ids are kept only while within it: the memory holds the
+        last hour's events, not the last `duplicate_memory`. Ids of topics with no lateness
+        rule (customers, outcomes) stay until newer ids push them out.
+        """
+        seen, until = state.seen, state.seen_until
+        latest = [t for t in (state.last_transaction, state.last_interaction) if t is not None]
+        if latest and until:
+            # An id kept until t is of an event at or before t; once t is older than the
+            # lateness of both topics, a replay of it is late, whichever topic it came from.
+            horizon = min(latest) - self.config.allowed_lateness
+            if min(until) < horizon:
+                keep = [i for i, t in enumerate(until) if t >= horizon]
+                seen = state.seen = array("I", [seen[i] for i in keep])
+                until = state.seen_until = array("I", [until[i] for i in keep])
+        if len(seen) >= self.config.duplicate_memory:
+            del seen[0], until[0]
+        seen.append(seen_key)
+        if event.kind in _LATENESS_TOPICS:
+            until.append(min(_KEEP, max(0, math.ceil(event.event_time))))
+        else:
+            until.append(_KEEP)
+
     def compact(self, state: CustomerState) -> list[DeadLetter]:
         """Drop what a long silence made worthless; held events of an unknown customer expire."""
         state.windows = RollingWindows()
-        state.churn_ledger = []
-        pending, state.pending = state.pending, []
+        state.churn_ledger = array("d")
+        pending, state.pending = state.pending, ()
         return [self._unknown(e) for e in pending]
 
     def _unknown(self, event: Event) -> DeadLetter:
@@ -201,7 +274,7 @@ class ProfileLogic:
         self, state: CustomerState, event: Event
     ) -> list[ScoreRequest | DeadLetter]:
         """Keep events of a customer whose reference record has not arrived yet, for a while."""
-        state.pending.append(event)
+        state.pending = [*state.pending, event]
         newest = max(e.event_time for e in state.pending)
         expired = [
             e for e in state.pending if newest - e.event_time > self.config.unknown_customer_grace
@@ -214,7 +287,7 @@ class ProfileLogic:
             expired.extend(keep[:overflow])
         if not expired:
             return []
-        state.pending = [e for e in state.pending if e not in expired]
+        state.pending = [e for e in state.pending if e not in expired] or ()
         return [self._unknown(e) for e in expired]
 
     def _apply_known(self, state: CustomerState, event: Event) -> ScoreRequest:
@@ -238,12 +311,10 @@ class ProfileLogic:
         elif body["type"] == "account_closed":
             state.closed_at = at
             horizon = self.config.churn_horizon
-            labels.extend(
-                ("churn", unpack(f, CHURN_FEATURES), at - t < horizon)
-                for t, f in state.churn_ledger
-            )
-            resolved.extend(t for t, _ in state.churn_ledger)
-            state.churn_ledger = []
+            rows = _ledger_rows(state.churn_ledger)
+            labels.extend(("churn", unpack(f, CHURN_FEATURES), at - t < horizon) for t, f in rows)
+            resolved.extend(t for t, _ in rows)
+            state.churn_ledger = array("d")
 
         # The profile's clock: the newest event applied of any kind, so what the profile
         # says does not depend on the order in which the topics were read.
@@ -267,21 +338,9 @@ class ProfileLogic:
 
     @staticmethod
     def _apply_reference(state: CustomerState, body: dict[str, Any], at: float) -> None:
-        if state.reference is not None and state.reference["record_time"] > at:
+        if state.reference is not None and state.reference.record_time > at:
             return  # an older record than the one we hold: the latest wins
-        joined: date = body["joined_on"]
-        state.reference = {
-            "segment": body["segment"],
-            "rm_id": body["rm_id"],
-            "branch_id": body["branch_id"],
-            "products": tuple(sorted(set(body["products"]))),
-            "marketing_consent": body["marketing_consent"],
-            "joined_at": datetime(
-                joined.year, joined.month, joined.day, tzinfo=timezone.utc
-            ).timestamp(),
-            "birth_year": body.get("birth_year"),
-            "record_time": at,
-        }
+        state.reference = Reference(body, at)
 
     def _apply_transaction(
         self, state: CustomerState, body: dict[str, Any], at: float
@@ -304,7 +363,7 @@ class ProfileLogic:
         if body.get("device_id"):
             _remember(state.devices, stable_hash(body["device_id"]), _DEVICE_MEMORY)
         if body["country"] not in state.countries:
-            state.countries = (*state.countries, body["country"])[-_COUNTRY_MEMORY:]
+            state.countries = shared((*state.countries, body["country"])[-_COUNTRY_MEMORY:])
         state.lifetime_count += 1
         state.lifetime_amount += amount
         state.last_transaction = max(state.last_transaction or at, at)
@@ -340,14 +399,16 @@ class ProfileLogic:
             state.closure_requested_at = at
         elif kind == "offer_impression" and body.get("offer_id"):
             offer_context = offer_features(state, at)
-            state.offers_shown[body["offer_id"]] = (at, pack(offer_context, OFFER_FEATURES))
+            shown = pack(offer_context, OFFER_FEATURES)
+            shown.insert(0, at)
+            state.offers_shown[shared(body["offer_id"])] = shown
             if len(state.offers_shown) > _OFFER_MEMORY:
                 oldest = min(state.offers_shown, key=lambda k: state.offers_shown[k][0])
                 del state.offers_shown[oldest]
         elif kind in ("offer_accepted", "offer_declined") and body.get("offer_id"):
             shown = state.offers_shown.pop(body["offer_id"], None)
             if shown is not None:
-                context = unpack(shown[1], OFFER_FEATURES)
+                context = unpack(shown[1:], OFFER_FEATURES)
                 label = ("offer", context, (body["offer_id"], kind == "offer_accepted"))
         state.last_interaction = max(state.last_interaction or at, at)
         state.last_activity = max(state.last_activity or at, at)
@@ -369,23 +430,29 @@ class ProfileLogic:
         taken now, if one was.
         """
         horizon = self.config.churn_horizon
-        quiet = [(t, f) for t, f in state.churn_ledger if now - t >= horizon]
+        rows = _ledger_rows(state.churn_ledger)
+        quiet = [(t, f) for t, f in rows if now - t >= horizon]
         if quiet:
-            state.churn_ledger = [(t, f) for t, f in state.churn_ledger if now - t < horizon]
+            state.churn_ledger = array("d")
+            for t, f in rows:
+                if now - t < horizon:
+                    state.churn_ledger.append(t)
+                    state.churn_ledger.extend(f)
         labels.extend(("churn", unpack(f, CHURN_FEATURES), False) for _, f in quiet)
         resolved.extend(t for t, _ in quiet)
         # A full ledger takes no new snapshot until its oldest resolves: dropping the oldest
         # instead would mean an always-active customer never yields a "stayed" label.
         if (
             state.closed_at is None
-            and len(state.churn_ledger) < self.config.churn_ledger_size
+            and len(state.churn_ledger) < self.config.churn_ledger_size * _LEDGER_ROW
             and (
                 state.last_snapshot is None
                 or now - state.last_snapshot >= self.config.churn_snapshot_every
             )
         ):
             state.last_snapshot = now
-            state.churn_ledger.append((now, pack(features, CHURN_FEATURES)))
+            state.churn_ledger.append(now)
+            state.churn_ledger.extend(pack(features, CHURN_FEATURES))
             return now
         return None
 
@@ -433,13 +500,35 @@ def _segment_flags(segment: str | None) -> dict[str, float]:
     return _SEGMENT_FLAGS.get(segment, _SEGMENT_FLAGS[None])
 
 
+_SEGMENT_COUNT = len(_SEGMENT_NAMES)
+
+
 def pack(features: dict[str, float], names: tuple[str, ...]) -> array:
-    """Features kept for later learning, as a flat array rather than a dict."""
-    return array("d", [features[name] for name in names])
+    """Features kept for later learning, as a flat array rather than a dict.
+
+    `names` end with the one-hot segment, which is kept as one number: the segment's
+    index, or -1 for none.
+    """
+    plain = names[:-_SEGMENT_COUNT]
+    segment = next((i for i, s in enumerate(_SEGMENT_NAMES) if features[s]), -1)
+    return array("d", [*(features[name] for name in plain), segment])
 
 
 def unpack(values: array, names: tuple[str, ...]) -> dict[str, float]:
-    return dict(zip(names, values, strict=True))
+    features = dict(zip(names[:-_SEGMENT_COUNT], values[:-1], strict=True))
+    segment = int(values[-1])
+    features.update(_segment_flags(SEGMENTS[segment] if segment >= 0 else None))
+    return features
+
+
+# A churn ledger row: the snapshot time, then the packed features.
+_LEDGER_ROW = 1 + len(CHURN_FEATURES) - _SEGMENT_COUNT + 1
+
+
+def _ledger_rows(ledger: array) -> list[tuple[float, array]]:
+    """The churn ledger's rows: (snapshot time, packed features), oldest first."""
+    step = _LEDGER_ROW
+    return [(ledger[i], ledger[i + 1 : i + step]) for i in range(0, len(ledger), step)]
 
 
 def churn_features(state: CustomerState, now: float) -> dict[str, float]:

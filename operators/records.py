@@ -2,8 +2,40 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
+
+# Tuples of strings many customers hold alike (product sets, countries), one copy each.
+# Bounded, so that unusual data cannot grow it without end; past the bound tuples are kept
+# per customer as before.
+_SHARED_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHARED_TUPLES_MAX = 65536
+
+
+def shared(value: Any) -> Any:
+    """`value` with its strings interned: one copy of each for all customers.
+
+    Unpickling makes a new string for every customer's segment, branch, country or offer
+    id; interned, a million customers share a handful. Goes into tuples, lists and dict
+    keys; anything else is returned as it is.
+    """
+    kind = type(value)
+    if kind is str:
+        return sys.intern(value)
+    if kind is tuple:
+        items = tuple(shared(item) for item in value)
+        if not all(type(item) is str for item in items):
+            return items
+        known = _SHARED_TUPLES.get(items)
+        if known is None and len(_SHARED_TUPLES) < _SHARED_TUPLES_MAX:
+            known = _SHARED_TUPLES[items] = items
+        return known or items
+    if kind is list:
+        return [shared(item) for item in value]
+    if kind is dict:
+        return {shared(key): shared(item) for key, item in value.items()}
+    return value
 
 
 class SlottedState:
@@ -16,7 +48,7 @@ class SlottedState:
 
     def __setstate__(self, state: tuple) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
+            setattr(self, name, shared(value))
 
 
 @dataclass(frozen=True, slots=True)

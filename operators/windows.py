@@ -6,8 +6,9 @@ index of its first event in the log. A new event updates the totals of the windo
 falls into and expires what slid out. Events out of order are inserted at their place, so
 the totals are exact for any order of arrival within the lateness the caller allows.
 
-Memory is bounded by the events of the longest window (30 days), stored as 17 bytes
-each, plus 4 x 16 running totals: the state is small enough for millions of customers.
+Memory is bounded by the events of the longest window (30 days), stored as 13 bytes
+each (float64 time, one-byte code, amount in hundredths as int32), plus 4 x 18 running
+totals: the state is small enough for millions of customers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ WINDOWS: tuple[tuple[str, int], ...] = (
 )
 WINDOW_NAMES = tuple(name for name, _ in WINDOWS)
 _SPANS = tuple(span for _, span in WINDOWS)
+# Expired events are cut from the front of the log once this many piled up: often enough
+# that the log holds little besides the 30 days, rarely enough to amortise the shift.
+_TRIM_AFTER = 8
 
 CHANNELS = ("mobile_app", "web", "branch", "call_centre", "chatbot", "email", "social")
 
@@ -144,8 +148,10 @@ class RollingWindows:
     def __init__(self) -> None:
         self.times = array("d")
         self.codes = array("B")
-        self.amounts = array("d")
-        self.starts = array("l", [0] * len(WINDOWS))
+        # Whole hundredths fit 32 bits up to 21 million per event; larger amounts widen
+        # the log to 64 bits (see _insert_amount).
+        self.amounts = array("i")
+        self.starts = array("i", [0] * len(WINDOWS))
         self.totals = array("d", [0.0] * (len(WINDOWS) * N_METRICS))
         self.latest = float("-inf")
 
@@ -164,7 +170,7 @@ class RollingWindows:
         position = bisect_right(times, at)
         times.insert(position, at)
         self.codes.insert(position, code)
-        self.amounts.insert(position, amount)
+        self._insert_amount(position, int(amount))
         latest = max(self.latest, at)
         for window, span in enumerate(_SPANS):
             if at > latest - span:
@@ -175,6 +181,13 @@ class RollingWindows:
         if latest > self.latest:
             self.latest = latest
             self._expire()
+
+    def _insert_amount(self, position: int, hundredths: int) -> None:
+        try:
+            self.amounts.insert(position, hundredths)
+        except OverflowError:
+            self.amounts = array("q", self.amounts)
+            self.amounts.insert(position, hundredths)
 
     def _expire(self) -> None:
         times, codes, amounts, starts = self.times, self.codes, self.amounts, self.starts
@@ -190,11 +203,15 @@ class RollingWindows:
                 base = window * N_METRICS
                 self.totals[base : base + N_METRICS] = array("d", [0.0] * N_METRICS)
             starts[window] = start
-        oldest_needed = starts[-1]
-        if oldest_needed >= 64:
-            del times[:oldest_needed], codes[:oldest_needed], amounts[:oldest_needed]
-            for window in range(len(_SPANS)):
-                starts[window] -= oldest_needed
+        if starts[-1] >= _TRIM_AFTER:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Cut the events every window has passed from the front of the log."""
+        oldest_needed = self.starts[-1]
+        del self.times[:oldest_needed], self.codes[:oldest_needed], self.amounts[:oldest_needed]
+        for window in range(len(_SPANS)):
+            self.starts[window] -= oldest_needed
 
     def total(self, window: str, metric: str) -> float:
         index = _PAIR_INDEX[window, metric]
@@ -208,24 +225,27 @@ class RollingWindows:
         return len(self.times)
 
     def __getstate__(self) -> tuple:
+        # Events no window needs any more are left out: a restored log holds only the 30 days.
+        cut = self.starts[-1]
         return (
-            self.times.tobytes(),
-            self.codes.tobytes(),
-            self.amounts.tobytes(),
-            self.starts.tolist(),
+            self.times[cut:].tobytes(),
+            self.codes[cut:].tobytes(),
+            self.amounts.typecode,
+            self.amounts[cut:].tobytes(),
+            [start - cut for start in self.starts],
             self.totals.tobytes(),
             self.latest,
         )
 
     def __setstate__(self, state: tuple) -> None:
-        times, codes, amounts, starts, totals, latest = state
+        times, codes, amount_type, amounts, starts, totals, latest = state
         self.times = array("d")
         self.times.frombytes(times)
         self.codes = array("B")
         self.codes.frombytes(codes)
-        self.amounts = array("d")
+        self.amounts = array(amount_type)
         self.amounts.frombytes(amounts)
-        self.starts = array("l", starts)
+        self.starts = array("i", starts)
         self.totals = array("d")
         self.totals.frombytes(totals)
         self.latest = latest

@@ -69,7 +69,10 @@ def scenario() -> list[tuple[str, str | None, Any]]:
         ("transactions", "C1", {k: v for k, v in txn("C1", "x2", "2026-03-02T18:00:00Z", 5.0).items() if k != "amount"}),
         ("transactions", "C1", txn("C1", "x3", "2026-03-02T18:00:00Z", -5.0)),
         ("transactions", "C1", txn("C1", "x4", "2026-03-02T18:00:00Z", 5.0, currency="XAU")),
-        ("transactions", "C1", txn("C1", "c1-0", "2026-03-02T10:00:00Z", 20.0)),  # duplicate id
+        # A replay within the allowed lateness is refused as a duplicate (an older one as late).
+        ("transactions", "C1", txn("C1", "c1-out", "2026-03-02T17:00:00Z", 15000.0,
+                                   kind="transfer_out", merchant_category=None, merchant_id=None,
+                                   counterparty_bank="OTHERBANK")),
         ("transactions", "C1", txn("C1", "x5", "2026-03-02T12:00:00Z", 9.0)),  # 5 h behind: late
         ("transactions", "C9", txn("C9", "x6", "2026-03-02T10:00:00Z", 9.0)),  # never announced
         ("transactions", "C9", txn("C9", "x7", "2026-03-02T13:00:00Z", 9.0)),

@@ -98,6 +98,49 @@ def test_an_event_beyond_the_allowed_lateness_is_dead_lettered_as_late() -> None
     assert state.windows.total("30d", "spend_amount") == 10.0
 
 
+def test_a_replay_older_than_the_lateness_is_refused_as_late_without_remembering_its_id() -> None:
+    logic = profile_logic()
+    state = known_customer(logic)
+    first = tx(at=T0, amount=10.0)
+    applied(logic, state, first)
+    for i in range(1, 41):
+        applied(logic, state, tx(at=T0 + i * LATENESS / 4, amount=1.0))
+
+    (replay,) = logic.apply(state, first)
+
+    assert isinstance(replay, DeadLetter) and replay.outcome == "late"
+    assert state.windows.total("30d", "spend_amount") == 50.0
+    # Only the ids a replay could still slip in with are kept: the last hour's, and the
+    # customers record (a topic with no lateness rule).
+    assert len(state.seen) == len(state.seen_until) == 1 + 5
+
+
+def test_a_replay_within_the_lateness_is_a_duplicate_even_after_many_events() -> None:
+    logic = profile_logic(duplicate_memory=512)
+    state = known_customer(logic)
+    burst = [tx(at=T0 + i, amount=1.0) for i in range(300)]
+    for event in burst:
+        applied(logic, state, event)
+
+    (replay,) = logic.apply(state, burst[0])
+
+    assert isinstance(replay, DeadLetter) and replay.outcome == "duplicate"
+
+
+def test_a_replayed_customers_record_is_a_duplicate_however_long_ago_it_came() -> None:
+    logic = profile_logic()
+    state = CustomerState()
+    record = reference(at=T0 - DAY)
+    applied(logic, state, record)
+    for i in range(10):
+        applied(logic, state, tx(at=T0 + i * DAY))
+        applied(logic, state, contact(at=T0 + i * DAY))
+
+    (replay,) = logic.apply(state, record)
+
+    assert isinstance(replay, DeadLetter) and replay.outcome == "duplicate"
+
+
 def test_an_out_of_order_event_within_lateness_lands_in_the_right_windows() -> None:
     logic = profile_logic()
     state = known_customer(logic)
@@ -148,7 +191,7 @@ def test_events_of_an_unknown_customer_are_held_then_applied_in_event_time_order
     assert [r.event.event_time for r in results[1:]] == [T0 + 100, T0 + 150, T0 + 200, T0 + 300]
     assert [r.profile["aggregates"]["spend_amount_30d"] for r in results[1:]] == [1, 1, 3, 6]
     assert results[-1].profile["rm_id"] == "rm-1"
-    assert state.pending == []
+    assert not state.pending
 
 
 def test_a_held_event_is_dead_lettered_once_the_grace_period_has_passed() -> None:

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from factories import DAY, T0, closed, profile_logic, reference, tx
 
-from flows.engine import _ProfileStep
+from flows.engine import ProfileLifetime, _ProfileStep
 from operators.profile import CustomerState
 from operators.records import DeadLetter, ScoreRequest
 
@@ -15,7 +15,8 @@ COMPACT_IDLE = 31 * DAY
 
 
 def step(state: CustomerState | None = None) -> _ProfileStep:
-    return _ProfileStep(state or CustomerState(), profile_logic(), EVICT_CLOSED, COMPACT_IDLE)
+    lifetime = ProfileLifetime(profile_logic(), EVICT_CLOSED, COMPACT_IDLE)
+    return _ProfileStep(state or CustomerState(), lifetime)
 
 
 def test_a_closed_customer_is_dropped_after_the_grace_period() -> None:
