@@ -14,7 +14,7 @@ from typing import Any
 
 from crmstream.settings import Alerts, ContactPolicy, Lifecycle, OfferCatalogue, Rules
 from operators.offers import OfferChoice, OfferMemory, choose_offer
-from operators.records import Alert, Output, Scored, SlottedState
+from operators.records import Alert, FloatMap, Output, Scored, SlottedState
 
 DAY = 86400.0
 _PREDICTION_MEMORY = 16
@@ -48,7 +48,7 @@ class DecisionState(SlottedState):
 
     def __init__(self) -> None:
         self.churn_armed = True
-        self.churn_predictions: dict[float, float] = {}
+        self.churn_predictions = FloatMap()  # snapshot time -> churn risk predicted then
         self.impressions: dict[str, tuple[float, float, str]] = {}
         self.last_alert: dict[str, float] = {}
         self.rm_id: str | None = None

@@ -10,7 +10,7 @@ from factories import DAY, HOUR, T0, closed, contact, profile_logic, reference, 
 
 from flows.engine import ProfileLifetime, _ProfileStep
 from operators.profile import CustomerState, ProfileLogic
-from operators.records import DeadLetter, Event, ScoreRequest
+from operators.records import DeadLetter, Event, FloatMap, ScoreRequest
 
 
 def _history(rng: random.Random, start: float, days: int) -> list[Event]:
@@ -104,3 +104,20 @@ def test_the_profile_step_keeps_no_per_key_settings() -> None:
     due = steps[0].notify_at()
     assert due.tzinfo is timezone.utc
     assert 0 < (due - datetime.now(timezone.utc)).total_seconds() <= 31 * DAY
+
+
+def test_a_float_map_behaves_like_the_dict_it_replaces() -> None:
+    rng = random.Random(3)
+    compact, plain = FloatMap(), {}
+    for _ in range(400):
+        key = float(rng.randrange(24))
+        action = rng.random()
+        if action < 0.5:
+            compact[key] = plain[key] = rng.random()
+        elif action < 0.8:
+            assert compact.pop(key, None) == plain.pop(key, None)
+        elif plain:
+            del compact[min(compact)], plain[min(plain)]
+        assert dict(compact) == plain and len(compact) == len(plain)
+    restored = pickle.loads(pickle.dumps(compact, protocol=pickle.HIGHEST_PROTOCOL))
+    assert dict(restored) == plain
