@@ -72,11 +72,11 @@ QUICK = Sizes(
 )
 
 
-def _child(argv: list[str], env: dict[str, str], log: Path, result: Path) -> dict[str, Any]:
+def _child(
+    argv: list[str], env: dict[str, str], log: Path, result: Path, python: str = sys.executable
+) -> dict[str, Any]:
     with log.open("wb") as out:
-        done = subprocess.run(
-            [sys.executable, "-m", *argv], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        done = subprocess.run([python, "-m", *argv], env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0 or not result.exists():
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{' '.join(argv[:2])} failed ({done.returncode}):\n{tail}")
@@ -98,10 +98,128 @@ def _mem_available() -> int:
     return 0
 
 
+PEER_VENV = ROOT / ".venv-peer"
+PEER_NOT_INSTALLED = (
+    "not installed: quixstreams pins confluent-kafka < 2.13, older than the engine's, so it "
+    "lives in its own virtualenv: python3.11 -m venv .venv-peer && "
+    ".venv-peer/bin/pip install -e '.[peer]' (or pass --peer-python)"
+)
+
+
+def has_quixstreams(python: str) -> bool:
+    probe = [python, "-c", "import quixstreams"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def find_peer_python(chosen: str | None) -> str | None:
+    """The interpreter for the peer: the one asked for, this one, or .venv-peer's."""
+    candidates = [chosen] if chosen else [sys.executable, str(PEER_VENV / "bin" / "python")]
+    for python in candidates:
+        if Path(python).exists() and has_quixstreams(python):
+            return python
+    return None
+
+
+def _peer_comparison(report: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any]:
+    """Each peer run against the floor and the 1-process engine of this report."""
+    floor = report.get("floor") or {}
+    engine = (report.get("throughput") or {}).get("runs", {}).get("1 process") or {}
+
+    def ratio(run: dict[str, Any], base: dict[str, Any], key: str) -> float | None:
+        return run[key] / base[key] if run.get(key) and base.get(key) else None
+
+    def origin(section: str) -> str | None:
+        if not report.get(section):
+            return None
+        carried = report[section].get("carried_over_from")
+        return f"carried over ({carried.get('finished_at')})" if carried else "this run"
+
+    return {
+        "compared_with": {"floor": origin("floor"), "engine": origin("throughput")},
+        "ratio_to_floor": {n: ratio(r, floor, "events_per_second") for n, r in runs.items()},
+        "ratio_to_floor_per_cpu_second": {
+            n: ratio(r, floor, "events_per_cpu_second") for n, r in runs.items()
+        },
+        "ratio_to_engine": {n: ratio(r, engine, "events_per_second") for n, r in runs.items()},
+        "ratio_to_engine_per_cpu_second": {
+            n: ratio(r, engine, "events_per_cpu_second") for n, r in runs.items()
+        },
+    }
+
+
+def _peer_notes(runs: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """How the peer differs from the floor and the engine, in the words the report shows."""
+    done = next((r for r in runs.values() if r.get("engine")), None)
+    if done is None:
+        return ["No peer run completed: see each run's error."]
+    engine_kafka = (report.get("versions") or {}).get("confluent-kafka", "?")
+    settings = done["settings"]
+    notes = [
+        f"{done['engine']} with confluent-kafka {done['confluent_kafka']} in its own "
+        f"virtualenv: quixstreams pins confluent-kafka < 2.13, the engine runs "
+        f"{engine_kafka}. The engine's own code does the work: EngineSteps.from_settings "
+        "(decoder, ProfileLogic, ModelShard.handle, DecisionLogic.decide), RedisWriter and "
+        "the dead-letter sink.",
+        "One process, one consumer in a fresh consumer group: Quix subscribes (its state "
+        "follows group rebalances), so session.timeout.ms="
+        f"{settings['consumer_extra_config']['session.timeout.ms']} and heartbeat.interval.ms="
+        f"{settings['consumer_extra_config']['heartbeat.interval.ms']}: Tansu makes each "
+        "join wait about half the session timeout (23 s with the default 45 s). Startup "
+        f"(topic checks, join, state stores) took {done.get('seconds_start_to_first_record', 0):.1f} s "
+        "before the first record; it is outside the measured span.",
+        "The four input topics are concatenated; Quix then reads in batches (up to 10,000 "
+        "per partition) and hands records over one at a time in timestamp order across the "
+        "topics, where the engine takes each partition in its own order. "
+        f"consumer_poll_timeout={settings['consumer_poll_timeout_seconds']} s: with the "
+        "default 1 s the process idles while a batch fills.",
+        "No Kafka re-keying: the producer keys every record by customer id and the input "
+        "topics share one partition count, so Quix's per-key state is per customer "
+        f"({done.get('key_mismatches', 0)} records had a customer id other than their key). "
+        "The engine re-keys in process (Bytewax's exchange): by customer, by model shard, "
+        "back by customer. In Quix each re-key is a group_by through a Kafka repartition "
+        "topic (one produce and one consume more per record); the peer avoids it by keeping "
+        "the model shards in process memory (a trained shard pickles to hundreds of KB: "
+        "not something to serialise per event).",
+        f"processing_guarantee={settings['processing_guarantee']} (Quix's default; "
+        "exactly-once needs Kafka transactions, and Tansu shows aborted records to "
+        "read_committed readers). A checkpoint every "
+        f"{settings['commit_interval_seconds']:g} s (Quix's default): sinks flushed, state "
+        "written to RocksDB and produced to its changelog topic, offsets committed. The "
+        "Redis sink is a BatchingSink; at each checkpoint each input partition's batch goes "
+        f"to RedisWriter in chunks of {settings['redis_chunk']:,}.",
+        "'Quix State': CustomerState and DecisionState pickled into Quix's per-key State "
+        "(RocksDB, changelog topics on): unpickled and pickled again on every event, as "
+        "Quix serialises on get and set. 'state in process memory': plain dicts, no "
+        "changelog, no recovery of profiles: what is left is the framework's per-record "
+        "path.",
+        "Rate: records through the decoder from the first record to the end of the last "
+        "sink write (the final checkpoint's flush). CPU: the peer process's CPU time, all "
+        "threads, over the same span.",
+    ]
+    if done.get("workarounds"):
+        notes.append(
+            "Workaround: Tansu answers DescribeConfigs with only the settings given when a "
+            "topic was created, and Quix derives its changelog topics from the input topics' "
+            "retention.ms (KeyError: 'retention.ms' without it). The peer sets retention.ms=-1 "
+            "(keep everything, which is what Tansu does) on its own Topic objects; the broker "
+            "and the topics are unchanged."
+        )
+    return notes
+
+
 class Harness:
-    def __init__(self, sizes: Sizes, seed: int, only: set[str], out: Path, quick: bool) -> None:
+    def __init__(
+        self,
+        sizes: Sizes,
+        seed: int,
+        only: set[str],
+        out: Path,
+        quick: bool,
+        peer_python: str | None = None,
+    ) -> None:
         from rich.console import Console
 
+        self.peer_python = peer_python
         self.sizes = sizes
         self.seed = seed
         self.only = only
@@ -166,7 +284,7 @@ class Harness:
         workdir = Path(tempfile.mkdtemp(prefix="crmstream-bench-"))
         self.say(f"work directory (logs): {workdir}")
         events: list[Any] = []
-        if self.only & {"floor", "profile", "throughput", "latency"}:
+        if self.only & {"floor", "profile", "throughput", "latency", "peer"}:
             with self.console.status("generating events"):
                 t0 = time.perf_counter()
                 events = generate(workload)
@@ -185,7 +303,7 @@ class Harness:
             dump["redis"].pop("password", None)
             report["configuration"]["settings"] = dump
             topics = None
-            if self.only & {"floor", "profile", "throughput"}:
+            if self.only & {"floor", "profile", "throughput", "peer"}:
                 topics = bench.new_topics("backlog")
                 stats = produce_backlog(events, bench.settings(topics))
                 report["backlog"]["produce_rate"] = stats.rate
@@ -196,6 +314,8 @@ class Harness:
                 report["profile"] = self.profile(bench, topics, len(events), workdir)
             if self.wanted("throughput"):
                 report["throughput"] = self.throughput(bench, topics, len(events), workdir, report)
+            if self.wanted("peer"):
+                report["peer"] = self.peer(bench, topics, len(events), workdir, report)
             if self.wanted("latency"):
                 report["latency"] = self.latency(bench, events, workdir, report)
             if self.wanted("breakdown"):
@@ -315,6 +435,57 @@ class Harness:
             "scaling_2_vs_1": two / one if one and two else None,
             "poll_seconds": runs["1 process"].get("poll_seconds"),
             "notes": notes,
+        }
+
+    def peer(
+        self, bench: Any, topics: Any, n: int, workdir: Path, report: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The same work in Quix Streams, on the same backlog; failures are recorded, not raised."""
+        from rich.markup import escape
+
+        from benchmarks.runs import busy_between, machine_busy
+
+        python = find_peer_python(self.peer_python)
+        if python is None:
+            self.say(f"[yellow]peer skipped:[/yellow] quixstreams {escape(PEER_NOT_INSTALLED)}")
+            return {"skipped": PEER_NOT_INSTALLED}
+        variants = [("Quix State (RocksDB, pickled)", "quix")]
+        # The second run separates what Quix's state costs from the rest of the framework.
+        variants.append(("state in process memory", "memory"))
+        runs: dict[str, Any] = {}
+        for name, state in variants:
+            bench.flush_redis()
+            label = f"peer-{state}"
+            argv = ["benchmarks.peer", "--expect", str(n), "--state", state]
+            argv += ["--result", str(workdir / f"{label}.json"), "--workdir", str(workdir / label)]
+            busy_before = machine_busy()
+            with self.console.status(f"peer (Quix Streams), {name}: draining the backlog"):
+                try:
+                    run = _child(
+                        argv,
+                        bench.child_env(topics),
+                        workdir / f"{label}.log",
+                        workdir / f"{label}.json",
+                        python,
+                    )
+                except RuntimeError as error:
+                    run = {"failed": str(error), "complete": False}
+            run["machine"] = busy_between(busy_before, machine_busy())
+            runs[name] = run
+            self.say(
+                f"peer, {name}: "
+                + (
+                    f"{run.get('events_per_second', 0):,.0f} events/s"
+                    if not run.get("failed")
+                    else f"[red]failed[/red] (log {workdir / f'{label}.log'})"
+                )
+                + ("" if run.get("complete") else " [red](incomplete)")
+            )
+        return {
+            "python": python,
+            "runs": runs,
+            **_peer_comparison(report, runs),
+            "notes": _peer_notes(runs, report),
         }
 
     def latency(
@@ -490,6 +661,13 @@ def bench_command(
         Path, typer.Option(help="Folder for engine.json, engine.md, engine.png.")
     ] = REPORTS,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 42,
+    peer_python: Annotated[
+        str | None,
+        typer.Option(
+            help="Interpreter with quixstreams for the peer section "
+            "(default: this one if it has it, else .venv-peer/bin/python)."
+        ),
+    ] = None,
     render_only: Annotated[
         bool,
         typer.Option("--render-only", help="Rewrite engine.md and engine.png from engine.json."),
@@ -506,7 +684,7 @@ def bench_command(
         raise typer.BadParameter(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     out.mkdir(parents=True, exist_ok=True)
     sizes = QUICK if quick else FULL
-    harness = Harness(sizes, seed, chosen, out, quick)
+    harness = Harness(sizes, seed, chosen, out, quick, peer_python)
     from benchmarks.report import markdown, plot, verdicts, write_json
 
     if render_only:

@@ -13,7 +13,7 @@ TARGETS = {
     "p50_ms": 10.0,
     "resident_bytes_per_customer": 2048.0,
 }
-SECTIONS = ("floor", "profile", "throughput", "latency", "breakdown", "scale")
+SECTIONS = ("floor", "profile", "throughput", "peer", "latency", "breakdown", "scale")
 
 
 def _fmt(value: Any, digits: int = 1, unit: str = "") -> str:
@@ -118,6 +118,79 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _peer_rows(peer: dict[str, Any] | None) -> list[list[str]]:
+    """Throughput-table rows of the peer's runs (one saying why, when it did not run)."""
+    if not peer:
+        return []
+    if peer.get("skipped"):
+        return [["peer (Quix Streams): not run", "n/a", "", "n/a", "", "", "", peer["skipped"]]]
+    rows = []
+    for name, run in peer.get("runs", {}).items():
+        label = f"peer: Quix Streams, {name}"
+        if run.get("failed"):
+            reason = run["failed"].strip().splitlines()[-1][:160]
+            rows.append([label + " (failed)", "n/a", "", "n/a", "", "", "", reason])
+            continue
+        rows.append(
+            [
+                label,
+                _fmt(run.get("events_per_second"), 0),
+                _fmt(peer.get("ratio_to_floor", {}).get(name), 2),
+                _fmt(run.get("events_per_cpu_second"), 0),
+                _fmt(peer.get("ratio_to_floor_per_cpu_second", {}).get(name), 2),
+                _fmt(run.get("seconds_first_to_last"), 1),
+                f"{100 * run.get('machine', {}).get('cores_busy_share', 0):.0f} %",
+                f"outputs {_fmt(run.get('outputs'))}, dead letters {_fmt(run.get('dead_letters'))}"
+                + ("" if run.get("complete") else " (incomplete)"),
+            ]
+        )
+    return rows
+
+
+def _peer_section(peer: dict[str, Any]) -> list[str]:
+    out = ["", "## Peer: the same pipeline in Quix Streams", ""]
+    if peer.get("skipped"):
+        return [*out, f"Not run: {peer['skipped']}."]
+    compared = peer.get("compared_with", {})
+    rows = []
+    for name, run in peer.get("runs", {}).items():
+        if run.get("failed"):
+            out += [f"**{name}: failed.**", "", "```", run["failed"].strip()[-2500:], "```", ""]
+            continue
+        rows.append(
+            [
+                name,
+                _fmt(run.get("events_per_second"), 0),
+                _fmt(run.get("events_per_cpu_second"), 0),
+                _fmt(peer.get("ratio_to_floor_per_cpu_second", {}).get(name), 2),
+                _fmt(peer.get("ratio_to_engine", {}).get(name), 2),
+                _fmt(peer.get("ratio_to_engine_per_cpu_second", {}).get(name), 2),
+                _fmt(run.get("seconds_start_to_first_record"), 1),
+            ]
+        )
+    if rows:
+        out += _table(
+            [
+                "peer run",
+                "events/s",
+                "events per CPU-s",
+                "÷ floor (CPU)",
+                "÷ engine 1 process",
+                "÷ engine (CPU)",
+                "startup s",
+            ],
+            rows,
+        )
+        out += [
+            "",
+            f"Floor: {compared.get('floor') or 'not measured'}; engine (1 process): "
+            f"{compared.get('engine') or 'not measured'}.",
+        ]
+    for note in peer.get("notes", []):
+        out += ["", f"- {note}"]
+    return out
+
+
 def markdown(report: dict[str, Any], plot: str | None) -> str:
     out: list[str] = []
     meta = report["run"]
@@ -183,7 +256,8 @@ def markdown(report: dict[str, Any], plot: str | None) -> str:
 
     throughput = report.get("throughput")
     floor = report.get("floor")
-    if floor or throughput:
+    peer = report.get("peer")
+    if floor or throughput or peer:
         out += ["", "## Throughput from a backlog", ""]
         rows = []
         if floor:
@@ -221,6 +295,7 @@ def markdown(report: dict[str, Any], plot: str | None) -> str:
                     ),
                 ]
             )
+        rows += _peer_rows(peer)
         out += _table(
             [
                 "run",
@@ -254,6 +329,9 @@ def markdown(report: dict[str, Any], plot: str | None) -> str:
             ]
         for note in (throughput or {}).get("notes", []):
             out += ["", f"- {note}"]
+
+    if peer:
+        out += _peer_section(peer)
 
     latency = report.get("latency")
     if latency:
@@ -400,31 +478,67 @@ def markdown(report: dict[str, Any], plot: str | None) -> str:
             ],
             rows,
         )
-        live = template.get("live_bytes_per_customer", {})
-        pickled = template.get("pickled_bytes_by_field", {})
-        if live:
-            out += [
-                "",
-                "Live state per customer (deep size; objects shared between customers counted "
-                f"once): CustomerState {_fmt(live['customer_state']['bytes_per_customer'], 0)} B, "
-                f"DecisionState {_fmt(live['decision_state']['bytes_per_customer'], 0)} B. "
-                "By field:",
-                "",
-            ]
-            fields = live["customer_state"]["by_field"]
-            out += _table(
-                ["CustomerState field", "live bytes", "pickled bytes"],
-                [
-                    [name, _fmt(size, 0), _fmt(pickled.get("customer_state", {}).get(name), 0)]
-                    for name, size in list(fields.items())[:10]
-                ],
-            )
+        out += _scale_breakdown(scale)
         for note in scale.get("notes", []):
             out += ["", f"- {note}"]
 
     out += ["", "## Configuration and seeds", "", "```json"]
     out += [json.dumps(report.get("configuration", {}), indent=2, default=str), "```", ""]
     return "\n".join(out)
+
+
+def _scale_breakdown(scale: dict[str, Any]) -> list[str]:
+    """Where a customer's bytes go: resident memory by part, then each state by field."""
+    out: list[str] = []
+    parts = [run for run in scale.get("populations", []) if run.get("resident_bytes_by_part")]
+    if parts:
+        names = list(parts[-1]["resident_bytes_by_part"])
+        out += [
+            "",
+            "Resident memory per customer by part, read after restoring each part in turn "
+            "(step wrappers and key maps net of the staging lists freed):",
+            "",
+        ]
+        out += _table(
+            ["customers", *names, "total"],
+            [
+                [
+                    _fmt(run["customers"]),
+                    *(_fmt(run["resident_bytes_by_part"].get(name), 0) for name in names),
+                    _fmt(run["resident_bytes_per_customer"], 0),
+                ]
+                for run in parts
+            ],
+        )
+    template = scale.get("template", {})
+    live = template.get("live_bytes_per_customer", {})
+    restored = template.get("restored_bytes_per_customer", {})
+    pickled = template.get("pickled_bytes_by_field", {})
+    for state, title in (("customer_state", "CustomerState"), ("decision_state", "DecisionState")):
+        if state not in live:
+            continue
+        fields = live[state]["by_field"]
+        back = restored.get(state, {})
+        out += [
+            "",
+            f"{title} per customer (deep size; objects shared between customers counted once): "
+            f"{_fmt(live[state]['bytes_per_customer'], 0)} B live, "
+            f"{_fmt(back.get('bytes_per_customer'), 0)} B restored from its snapshot. By field:",
+            "",
+        ]
+        out += _table(
+            [f"{title} field", "live bytes", "restored bytes", "pickled bytes"],
+            [
+                [
+                    name,
+                    _fmt(size, 0),
+                    _fmt(back.get("by_field", {}).get(name), 0),
+                    _fmt(pickled.get(state, {}).get(name), 0),
+                ]
+                for name, size in list(fields.items())[:12]
+            ],
+        )
+    return out
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:
