@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from crmstream.settings import Alerts, ContactPolicy, Lifecycle, OfferCatalogue, Rules
@@ -64,9 +65,15 @@ def alert_id(kind: str, customer_id: str, event_id: str) -> str:
     return digest.hexdigest()
 
 
+@lru_cache(maxsize=8)
+def _ranked_tiers(tiers: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
+    """Tiers by their minimum, highest first: ranked once per configuration, not per event."""
+    return tuple(sorted(tiers, key=lambda kv: -kv[1]))
+
+
 def value_tier(inflow_30d: float, tiers: dict[str, float], floor: str | None = None) -> str:
     """The highest tier whose 30-day inflow minimum is met, never below the segment's floor."""
-    ranked = sorted(tiers.items(), key=lambda kv: -kv[1])
+    ranked = _ranked_tiers(tuple(tiers.items()))
     earned = next((name for name, minimum in ranked if inflow_30d >= minimum), ranked[-1][0])
     if floor in tiers and tiers[floor] > tiers[earned]:
         return floor
@@ -171,6 +178,13 @@ class DecisionLogic:
         stage = self._stage(state, scored, profile)
         decision = self._next_best_offer(state, scored, profile, at)
         offer = state.next_offer
+        updated_at = _iso(profile["as_of"])
+        last_activity = profile["last_activity_at"]
+        # Usually this very event: format the time once.
+        if last_activity == profile["as_of"]:
+            last_activity_at = updated_at
+        else:
+            last_activity_at = _iso(last_activity) if last_activity else ""
         fields: dict[str, Any] = {
             "customer_id": event.customer_id,
             "segment": profile["segment"],
@@ -191,9 +205,7 @@ class DecisionLogic:
             "frequency_30d": profile["frequency_30d"],
             "monetary_30d": profile["monetary_30d"],
             "days_since_last_activity": profile["days_since_last_activity"],
-            "last_activity_at": _iso(profile["last_activity_at"])
-            if profile["last_activity_at"]
-            else "",
+            "last_activity_at": last_activity_at,
             "channel_mix_30d": profile["channel_mix_30d"],
             "features": aggregates,
             "products": profile["products"],
@@ -201,7 +213,7 @@ class DecisionLogic:
             "tenure_days": profile["tenure_days"],
             "last_nps": "" if profile["last_nps"] is None else profile["last_nps"],
             # The profile's own event time, not the wall clock: a replay writes the same.
-            "updated_at": _iso(profile["as_of"]),
+            "updated_at": updated_at,
         }
         return Output(
             customer_id=event.customer_id,
