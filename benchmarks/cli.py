@@ -132,10 +132,15 @@ def _peer_comparison(report: dict[str, Any], runs: dict[str, Any]) -> dict[str, 
         if not report.get(section):
             return None
         carried = report[section].get("carried_over_from")
-        return f"carried over ({carried.get('finished_at')})" if carried else "this run"
+        return f"carried over ({carried.get('finished_at')})" if carried else "same run as the peer"
 
     return {
         "compared_with": {"floor": origin("floor"), "engine": origin("throughput")},
+        # The floor these ratios use, kept with them: a later report may carry another.
+        "floor_reference": {
+            "events_per_second": floor.get("events_per_second"),
+            "events_per_cpu_second": floor.get("events_per_cpu_second"),
+        },
         "ratio_to_floor": {n: ratio(r, floor, "events_per_second") for n, r in runs.items()},
         "ratio_to_floor_per_cpu_second": {
             n: ratio(r, floor, "events_per_cpu_second") for n, r in runs.items()

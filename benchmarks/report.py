@@ -118,13 +118,28 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _peer_rows(peer: dict[str, Any] | None) -> list[list[str]]:
+def _peer_rows(peer: dict[str, Any] | None, floor: dict[str, Any] | None) -> list[list[str]]:
     """Throughput-table rows of the peer's runs (one saying why, when it did not run)."""
     if not peer:
         return []
     if peer.get("skipped"):
         return [["peer (Quix Streams): not run", "n/a", "", "n/a", "", "", "", peer["skipped"]]]
     rows = []
+    reference = peer.get("floor_reference") or {}
+    if reference.get("events_per_second") != (floor or {}).get("events_per_second"):
+        # The peer's ratios are to the floor of its own run, not to the floor shown above.
+        rows.append(
+            [
+                "floor, run with the peer (its ÷ floor reference)",
+                _fmt(reference.get("events_per_second"), 0),
+                "1.00",
+                _fmt(reference.get("events_per_cpu_second"), 0),
+                "1.00",
+                "",
+                "",
+                "",
+            ]
+        )
     for name, run in peer.get("runs", {}).items():
         label = f"peer: Quix Streams, {name}"
         if run.get("failed"):
@@ -139,7 +154,7 @@ def _peer_rows(peer: dict[str, Any] | None) -> list[list[str]]:
                 _fmt(run.get("events_per_cpu_second"), 0),
                 _fmt(peer.get("ratio_to_floor_per_cpu_second", {}).get(name), 2),
                 _fmt(run.get("seconds_first_to_last"), 1),
-                f"{100 * run.get('machine', {}).get('cores_busy_share', 0):.0f} %",
+                f"{100 * run['machine']['cores_busy_share']:.0f} %" if run.get("machine") else "—",
                 f"outputs {_fmt(run.get('outputs'))}, dead letters {_fmt(run.get('dead_letters'))}"
                 + ("" if run.get("complete") else " (incomplete)"),
             ]
@@ -295,7 +310,7 @@ def markdown(report: dict[str, Any], plot: str | None) -> str:
                     ),
                 ]
             )
-        rows += _peer_rows(peer)
+        rows += _peer_rows(peer, floor)
         out += _table(
             [
                 "run",
