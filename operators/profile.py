@@ -291,6 +291,9 @@ class ProfileLogic:
         return [self._unknown(e) for e in expired]
 
     def _apply_known(self, state: CustomerState, event: Event) -> ScoreRequest:
+        # Applied, the event can no longer become a dead letter: its raw bytes are dropped
+        # rather than carried through the later steps (and between processes).
+        event.raw = b""
         body = event.body
         at = event.event_time
         labels: list[tuple[str, dict[str, float], Any]] = []
