@@ -107,21 +107,43 @@ class Sent:
 class Oracle:
     """What ProfileLogic must decide for a valid event, from what was applied before."""
 
-    seen: dict[str, set[str]] = field(default_factory=dict)
+    seen: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    """Remembered ids per customer, with the event time for topics with a lateness rule."""
     latest: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def judge(self, kind: str, customer: str, event_id: str, at: int) -> str:
-        seen = self.seen.setdefault(customer, set())
+        seen = self.seen.setdefault(customer, {})
         if f"{kind}:{event_id}" in seen:
             return "duplicate"
         latest = self.latest.get((customer, kind))
         late = latest is not None and at < latest - LATENESS
         if kind in ("transactions", "interactions") and late:
             return "late"
-        seen.add(f"{kind}:{event_id}")
         if kind in ("transactions", "interactions"):
+            seen[f"{kind}:{event_id}"] = at
             self.latest[(customer, kind)] = max(at, latest if latest is not None else at)
+        else:
+            seen[f"{kind}:{event_id}"] = None
+        self._forget(customer)
         return "ok"
+
+    def remembers(self, kind: str, customer: str, event_id: str) -> bool:
+        """Whether a replay is refused as a duplicate; one the engine forgot is late."""
+        return f"{kind}:{event_id}" in self.seen.get(customer, {})
+
+    def _forget(self, customer: str) -> None:
+        """Ids are kept only while a replay would not be late on both lateness topics; an
+        older replay is refused as late instead of as a duplicate."""
+        latest = [
+            t
+            for kind in ("transactions", "interactions")
+            if (t := self.latest.get((customer, kind))) is not None
+        ]
+        if latest:
+            horizon = min(latest) - LATENESS
+            seen = self.seen[customer]
+            for key in [k for k, at in seen.items() if at is not None and at < horizon]:
+                del seen[key]
 
 
 def iso(at: int, rng: Random | None = None) -> str:
@@ -357,12 +379,16 @@ class Generator:
             body = self.body(kind, customer, self.clock)
         if trouble == "duplicate" and self.recent:
             original = rng.choice(self.recent)
+            assert original.key is not None
+            remembered = self.oracle.remembers(
+                original.kind, original.key.decode(), original.detail
+            )
             self.emit(
                 original.kind,
                 original.key,
                 original.raw,
-                "duplicate",
-                original.detail,
+                "duplicate" if remembered else "late",
+                original.detail if remembered else "behind",
                 original.secrets,
             )
         elif trouble == "late":
@@ -494,7 +520,7 @@ class Generator:
             "unknown_customer",
             "unknown customer 'u-grace'",
         )
-        self.oracle.seen.setdefault("u-grace", set())
+        self.oracle.seen.setdefault("u-grace", {})
         later = self.body("transactions", "u-grace", start + GRACE + 60)
         self.emit("transactions", b"u-grace", orjson.dumps(later), "ok")
         for i in range(PENDING + 2):
