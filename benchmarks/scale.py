@@ -148,6 +148,10 @@ def build_template(workload: Workload, holdback_days: float, out: Path) -> dict[
             "customer_state": live_state_sizes(live_customers),
             "decision_state": live_state_sizes(live_decisions),
         },
+        "restored_bytes_per_customer": {
+            "customer_state": live_state_sizes([pickle.loads(a) for a, _ in states]),
+            "decision_state": live_state_sizes([pickle.loads(b) for _, b in states]),
+        },
         "pickled_bytes_by_field": {
             "customer_state": pickled_sizes(live_customers),
             "decision_state": pickled_sizes(live_decisions) if live_decisions else {},
@@ -174,19 +178,35 @@ def measure_population(
     def decide_step(state: DecisionState, scored: Any) -> list:
         return [decide(state, scored)]
 
+    # Restored in stages, resident memory read after each: what each part costs per key.
     gc.collect()
     before = rss_bytes()
+    resident: dict[str, float] = {}
+    mark = before
+
+    def stage(name: str) -> None:
+        nonlocal mark
+        gc.collect()
+        now = rss_bytes()
+        resident[name] = (now - mark) / customers
+        mark = now
+
     started = time.perf_counter()
     loads = pickle.loads
+    keys = [f"C{i:08d}" for i in range(customers)]
+    stage("keys")
+    customer_states = [loads(states[i % size][0]) for i in range(customers)]
+    stage("customer_state")
+    decision_states = [loads(states[i % size][1]) for i in range(customers)]
+    stage("decision_state")
     profiles: dict[str, _ProfileStep] = {}
     decisions: dict[str, _KeyedStep] = {}
-    for i in range(customers):
-        profile_blob, decision_blob = states[i % size]
-        cid = f"C{i:08d}"
-        profiles[cid] = _ProfileStep(loads(profile_blob), lifetime)
-        decisions[cid] = _KeyedStep(loads(decision_blob), decide_step)
+    for cid, customer, decision in zip(keys, customer_states, decision_states, strict=True):
+        profiles[cid] = _ProfileStep(customer, lifetime)
+        decisions[cid] = _KeyedStep(decision, decide_step)
+    del keys, customer_states, decision_states
     restore_seconds = time.perf_counter() - started
-    gc.collect()
+    stage("step_wrappers_and_key_maps")
     after = rss_bytes()
 
     # Throughput: the kept-back days, each round sent to other customers of the population.
@@ -254,6 +274,7 @@ def measure_population(
         "rss_before_mb": before / 2**20,
         "rss_after_mb": after / 2**20,
         "resident_bytes_per_customer": (after - before) / customers,
+        "resident_bytes_by_part": resident,
         "restore_seconds": restore_seconds,
         "restore_us_per_customer": 1e6 * restore_seconds / customers,
         "throughput": {
