@@ -18,11 +18,18 @@ import contextlib
 import gc
 import inspect
 import json
+import pickle
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSource, run_main
 
 import online_models.shard as shard_module
 from benchmarks.floor import Floor
@@ -95,6 +102,72 @@ def _group(component: str) -> str:
     if role in ("churn", "offers") and method.startswith("learn"):
         return "learning from labels"
     return role
+
+
+class _Discard(DynamicSink[Any]):
+    class _Partition(StatelessSinkPartition[Any]):
+        def write_batch(self, items: list[Any]) -> None:
+            pass
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition:
+        return self._Partition()
+
+
+def _pass_through(resume: Any) -> StatefulBatchLogic:
+    class PassThrough(StatefulBatchLogic):
+        def on_batch(self, values: list[Any]) -> tuple[list[Any], bool]:
+            return values, StatefulBatchLogic.RETAIN
+
+        def snapshot(self) -> None:
+            return None
+
+    return PassThrough()
+
+
+def dataflow_cost(keys: list[tuple[str, str]], batch: int = 1000) -> dict[str, Any]:
+    """Bytewax's own CPU per event for the engine's shape, with every step doing nothing.
+
+    The same keys as the engine (customer, then model shard, then customer again) through
+    three keyed stateful steps, in one worker: what the stream engine costs before any of
+    the engine's work. Recovery is off here; its snapshots are measured by the throughput
+    runs (recovery on and off).
+    """
+    flow = Dataflow("shape")
+    stream = op.input("in", flow, TestingSource(keys, batch_size=batch))
+    for step, key in (("profile", 0), ("models", 1), ("decide", 0)):
+        keyed = op.key_on(f"by_{step}", stream, lambda item, key=key: item[key])
+        stream = op.key_rm(f"{step}_out", op.stateful_batch(step, keyed, _pass_through))
+    op.output("out", stream, _Discard())
+    gc.collect()
+    started = time.process_time()
+    run_main(flow)
+    cpu = time.process_time() - started
+    return {"events": len(keys), "cpu_us_per_event": 1e6 * cpu / len(keys), "keyed_steps": 3}
+
+
+def exchange_cost(objects: dict[str, list[Any]]) -> dict[str, Any]:
+    """CPU to move one item between processes (pickle out, pickle in), per exchange.
+
+    With P processes an item crosses each of the engine's three exchanges with
+    probability (P - 1) / P, paying this on both sides.
+    """
+    per_item: dict[str, float] = {}
+    for name, items in objects.items():
+        sample = items[-5000:]
+        started = time.process_time()
+        for item in sample:
+            pickle.loads(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+        per_item[name] = 1e6 * (time.process_time() - started) / max(1, len(sample))
+    sizes = {
+        name: sum(len(pickle.dumps(i, protocol=pickle.HIGHEST_PROTOCOL)) for i in items[-5000:])
+        / max(1, len(items[-5000:]))
+        for name, items in objects.items()
+    }
+    return {
+        "cpu_us_per_item": per_item,
+        "bytes_per_item": sizes,
+        "cpu_us_per_event_two_processes": 0.5 * sum(per_item.values()),
+    }
 
 
 def measure(workload: Workload, batch: int = 1000) -> dict[str, Any]:
@@ -176,6 +249,8 @@ def measure(workload: Workload, batch: int = 1000) -> dict[str, Any]:
     seconds["redis_write"], cpu["redis_write"] = clock() - started, cpu_clock() - cpu_started
     floor.writer.client.close()
 
+    shape = dataflow_cost([(r.customer_id, shard_of(r.customer_id, count)) for r in requests])
+    exchange = exchange_cost({"event": valid, "score_request": requests, "scored": scored})
     applied = len(outputs)
     per_event_us = {
         "decode": 1e6 * seconds["decode"] / n,
@@ -226,6 +301,8 @@ def measure(workload: Workload, batch: int = 1000) -> dict[str, Any]:
         "model_groups_us_per_event": dict(groups),
         "model_components": components,
         "slowest_steps": [{"step": k, "us_per_event": v} for k, v in slowest[:5]],
+        "dataflow_shape": shape,
+        "exchange": exchange,
         "notes": (
             "decode is per input record; profile per valid event; models, decisions and "
             "redis_write per applied event (ScoreRequest). Model components are timed "

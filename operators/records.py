@@ -102,8 +102,23 @@ class FloatMap(MutableMapping[float, float]):
         self.pairs.frombytes(state)
 
 
+class Record:
+    """Base of the records passed between steps: pickled as the class and its field values.
+
+    Records cross between processes at every re-keying of a multi-process flow; the
+    default pickling of slotted dataclasses sets each field through a generic per-field
+    path that cost more than the rest of the trip. Rebuilding through the constructor
+    from a tuple is several times cheaper.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return type(self), tuple(getattr(self, name) for name in self.__slots__)
+
+
 @dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(Record):
     """Where a record was read from, so a dead letter can point back at it."""
 
     topic: str
@@ -115,7 +130,7 @@ class Origin:
 
 
 @dataclass(slots=True)
-class Event:
+class Event(Record):
     """A validated input event."""
 
     kind: str
@@ -129,7 +144,7 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(Record):
     """A record the engine could not apply, with the reason, bound for the dead-letter topic."""
 
     outcome: str
@@ -141,7 +156,7 @@ class DeadLetter:
 
 
 @dataclass(slots=True)
-class ScoreRequest:
+class ScoreRequest(Record):
     """What the profile step asks of the model shard for one event."""
 
     customer_id: str
@@ -160,7 +175,7 @@ class ScoreRequest:
 
 
 @dataclass(slots=True)
-class Scored:
+class Scored(Record):
     """A ScoreRequest with the models' answers."""
 
     request: ScoreRequest
@@ -177,7 +192,7 @@ class Scored:
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(Record):
     alert_id: str
     type: str
     severity: str
@@ -190,7 +205,7 @@ class Alert:
 
 
 @dataclass(slots=True)
-class Output:
+class Output(Record):
     """Everything one event changes in Redis."""
 
     customer_id: str
