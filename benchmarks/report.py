@@ -432,6 +432,25 @@ def markdown(report: dict[str, Any], plot: str | None) -> str:
                 for name, c in breakdown["model_components"].items()
             ],
         )
+        shape, exchange = breakdown.get("dataflow_shape"), breakdown.get("exchange")
+        if shape and exchange:
+            per_item = exchange["cpu_us_per_item"]
+            size = exchange["bytes_per_item"]
+            out += [
+                "",
+                "What the stream engine itself costs, measured beside the steps:",
+                "",
+                f"- Bytewax with the engine's shape (three keyed stateful steps: by customer, "
+                f"by model shard, by customer), every step passing its items through, one "
+                f"worker: **{shape['cpu_us_per_event']:.1f} µs CPU per event**.",
+                "- Moving an item between processes (pickle out and in): "
+                + ", ".join(
+                    f"{name} {per_item[name]:.1f} µs ({size[name]:,.0f} B)" for name in per_item
+                )
+                + f". With two processes each item crosses each exchange with probability "
+                f"1/2: **{exchange['cpu_us_per_event_two_processes']:.1f} µs CPU per event** "
+                "that one process does not pay.",
+            ]
 
     profile = report.get("profile")
     if profile and profile.get("top_self"):
