@@ -75,7 +75,17 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv
+# The peer (Quix Streams) pins an older confluent-kafka, so it gets its own virtualenv.
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed-from-pyproject
+
+$(PEER_STAMP): pyproject.toml
+	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --disable-pip-version-check -e '.[peer]'
+	@touch $@
+
+bench: venv $(PEER_STAMP)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[bench]'
 	$(VENV)/bin/python -m benchmarks
 
 # Stop recorded dev services first: deleting .run/dev.json would orphan them.
@@ -86,4 +96,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PEER_VENV)
