@@ -461,8 +461,8 @@ def test_command_prints_the_table_and_writes_the_json_report(tmp_path: Path) -> 
     assert report["rows"] == 300
     assert report["model"] == {
         "role": "churn",
-        "name": "logistic",
-        "configured": "logistic",
+        "name": "logistic_small_step",
+        "configured": "logistic_small_step",
         "seed": 42,
         "input": "every feature column",
         "gives_probabilities": True,

@@ -158,7 +158,7 @@ def test_the_shipped_choices_build() -> None:
     shard = ModelShard(shard_choice())
 
     assert shard.versions() == {
-        "churn": "logistic@0",
+        "churn": "logistic_small_step@0",
         "anomaly": "half_space_trees@0",
         "offers": "linucb@0",
         "shard": "",  # not known until it serves its first customer
@@ -191,7 +191,7 @@ def test_shard_learns_from_labels_before_scoring() -> None:
     scored = ModelShard(shard_choice()).handle(payment, OFFERS)
 
     assert scored.churn_risk > fresh.churn_risk
-    assert scored.model_versions["churn"] == "logistic@120"
+    assert scored.model_versions["churn"] == "logistic_small_step@120"
 
 
 def test_churn_risk_is_the_prior_until_both_outcomes_were_learned() -> None:
@@ -213,13 +213,13 @@ def test_shard_versions_count_updates_of_each_model() -> None:
 
     shard_id = shard_of(payment.customer_id, shard.choice.shards)
     assert scored_payment.model_versions == {
-        "churn": "logistic@0",
+        "churn": "logistic_small_step@0",
         "anomaly": "half_space_trees@1",
         "offers": "linucb@0",
         "shard": shard_id,
     }
     assert scored_login.model_versions == {
-        "churn": "logistic@0",
+        "churn": "logistic_small_step@0",
         "anomaly": "half_space_trees@1",
         "offers": "linucb@1",
         "shard": shard_id,
