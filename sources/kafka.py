@@ -28,8 +28,9 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 from sinks import metrics
 
 SourceItem = KafkaSourceMessage | KafkaError
-# How long the first partition of a round may wait for input; the others never wait.
-_WAIT_SECONDS = 0.001
+# How long the first partition of a round waits for input when there is none; the others
+# never wait. A message ends the wait at once; timers of the flow run at most this late.
+_WAIT_SECONDS = 0.02
 
 
 def _source_message(message: Message) -> KafkaSourceMessage:
@@ -74,11 +75,24 @@ class _WorkerConsumer:
         return True
 
     def fill(self, waiting: _Partition) -> None:
-        """Read what the consumer has and hand each message to its partition's buffer."""
-        wait = _WAIT_SECONDS if waiting is self.first else 0.0
-        for message in self.consumer.consume(self.batch_size, wait):
-            owner = self.partitions.get((message.topic(), message.partition()))
-            (owner or waiting).buffer.append(message)
+        """Read what the consumer has and hand each message to its partition's buffer.
+
+        `consume(n, timeout)` waits out its whole timeout even when messages are there,
+        which would add the timeout to every event's latency; `poll` returns with the first
+        message. So the round's first partition waits in `poll` (the worker sleeps while
+        input is quiet instead of spinning), then whatever else is queued is taken at once.
+        """
+        if waiting is self.first:
+            message = self.consumer.poll(_WAIT_SECONDS)
+            if message is None:
+                return
+            self._route(message, waiting)
+        for message in self.consumer.consume(self.batch_size, 0):
+            self._route(message, waiting)
+
+    def _route(self, message: Message, waiting: _Partition) -> None:
+        owner = self.partitions.get((message.topic(), message.partition()))
+        (owner or waiting).buffer.append(message)
 
     def _stats(self, json_stats: str) -> None:
         topics = json.loads(json_stats).get("topics", {})
