@@ -48,9 +48,29 @@ class LinUCBOffers:
         self.b = np.zeros((0, 1))
         self.updates = 0
 
+    def _fitted(self) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+        """What scoring derives from the learned state, kept until the next update:
+        every offer's coefficients, and each feature's scaling (its mean and deviation,
+        the StandardScaler's, in the model's feature order)."""
+        fitted = vars(self).get("_fitted_cache")
+        if fitted is None:
+            means, variances = self.scaler.means, self.scaler.vars
+            scaling = [(f, means.get(f, 0.0), variances.get(f, 0.0) ** 0.5) for f in self.features]
+            theta = np.einsum("kij,kj->ki", self.a_inv, self.b)
+            fitted = self._fitted_cache = (theta, scaling)
+        return fitted
+
     def _vector(self, x: dict[str, float]) -> np.ndarray:
-        scaled = self.scaler.transform_one(x)
-        return np.array([*(scaled.get(f, 0.0) for f in self.features), 1.0])
+        # The StandardScaler's transform, feature by feature, without building a dict.
+        scaled = [
+            (x[f] - mean) / deviation if deviation and f in x else 0.0
+            for f, mean, deviation in self._fitted()[1]
+        ]
+        scaled.append(1.0)
+        return np.array(scaled)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "_fitted_cache"}
 
     def _grow(self, x: dict[str, float], offer_id: str) -> None:
         """Make room for new features (identity rows: nothing known) and new offers."""
@@ -78,19 +98,22 @@ class LinUCBOffers:
         self, x: dict[str, float], offer_ids: tuple[str, ...]
     ) -> tuple[dict[str, float], dict[str, float]]:
         """Estimated acceptance probability and exploration bonus of each offer."""
-        known = [o for o in offer_ids if o in self.offers]
+        offers = self.offers
+        known = [o for o in offer_ids if o in offers]
         estimates = {o: self.prior for o in offer_ids}
         bonus = {o: self.alpha for o in offer_ids}
         if known:
             v = self._vector(x)
-            rows = [self.offers[o] for o in known]
-            a_inv = self.a_inv[rows]
-            theta = np.einsum("kij,kj->ki", a_inv, self.b[rows])
-            means = theta @ v + self.prior
-            widths = np.sqrt(np.maximum(np.einsum("kij,i,j->k", a_inv, v, v), 0.0))
-            for o, mean, width in zip(known, means, widths, strict=True):
-                estimates[o] = float(min(1.0, max(0.0, mean)))
-                bonus[o] = float(self.alpha * width)
+            rows = [offers[o] for o in known]
+            theta = self._fitted()[0]
+            if rows != list(range(len(offers))):
+                a_inv, theta = self.a_inv[rows], theta[rows]
+            else:
+                a_inv = self.a_inv
+            means = np.clip(theta @ v + self.prior, 0.0, 1.0).tolist()
+            widths = (self.alpha * np.sqrt(np.maximum((a_inv @ v) @ v, 0.0))).tolist()
+            estimates.update(zip(known, means, strict=True))
+            bonus.update(zip(known, widths, strict=True))
         return estimates, bonus
 
     def propensity(self, x: dict[str, float], offer_id: str) -> float:
@@ -98,6 +121,7 @@ class LinUCBOffers:
 
     def learn_one(self, x: dict[str, float], offer_id: str, accepted: bool) -> None:
         self.scaler.learn_one(x)
+        self._fitted_cache = None
         self._grow(x, offer_id)
         k = self.offers[offer_id]
         v = self._vector(x)
@@ -106,3 +130,4 @@ class LinUCBOffers:
         self.a_inv[k] = a_inv - np.outer(av, av) / (1.0 + v @ av)
         self.b[k] += (float(accepted) - self.prior) * v
         self.updates += 1
+        self._fitted_cache = None
