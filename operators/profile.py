@@ -8,6 +8,7 @@ needs (a ScoreRequest) or why the event could not be applied (a DeadLetter).
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from array import array
 from dataclasses import dataclass
@@ -104,6 +105,18 @@ class Reference(SlottedState):
 
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
+
+
+def _no_reference() -> Reference:
+    """What the features read for a customer whose reference record has not arrived."""
+    empty = Reference.__new__(Reference)
+    empty.segment, empty.rm_id, empty.branch_id, empty.products = None, "", "", ()
+    empty.marketing_consent, empty.joined_at, empty.birth_year = False, None, None
+    empty.record_time = float("-inf")
+    return empty
+
+
+NO_REFERENCE = _no_reference()
 
 
 class CustomerState(SlottedState):
@@ -536,7 +549,7 @@ def _ledger_rows(ledger: array) -> list[tuple[float, array]]:
 
 def churn_features(state: CustomerState, now: float) -> dict[str, float]:
     w = state.windows
-    ref = state.reference or {}
+    ref = state.reference or NO_REFERENCE
     logins_7d, logins_30d = w.total("7d", "logins"), w.total("30d", "logins")
     inflow_7d, inflow_30d = w.total("7d", "inflow_amount"), w.total("30d", "inflow_amount")
     outflow_30d = w.total("30d", "outflow_amount")
@@ -563,10 +576,10 @@ def churn_features(state: CustomerState, now: float) -> dict[str, float]:
         "nps": float(state.last_nps) if state.last_nps is not None else 7.0,
         "nps_known": 0.0 if state.last_nps is None else 1.0,
         "closure_requested": 1.0 if state.closure_requested_at is not None else 0.0,
-        "tenure_years": _days(ref.get("joined_at"), now, 50 * 365.0) / 365.0,
-        "products_held": float(len(ref.get("products", ()))),
+        "tenure_years": _days(ref.joined_at, now, 50 * 365.0) / 365.0,
+        "products_held": float(len(ref.products)),
     }
-    features.update(_segment_flags(ref.get("segment")))
+    features.update(_segment_flags(ref.segment))
     return features
 
 
@@ -578,7 +591,7 @@ def anomaly_features(state: CustomerState, body: dict[str, Any], at: float) -> d
     usual = w.total("30d", "spend_amount") / spend_count if spend_count else 0.0
     merchant = body.get("merchant_id")
     device = body.get("device_id")
-    hour = datetime.fromtimestamp(at, tz=timezone.utc).hour
+    hour = time.gmtime(at).tm_hour
     return {
         "log_amount": math.log1p(amount),
         "amount_vs_usual": min(50.0, amount / usual) if usual > 0 else 1.0,
@@ -608,40 +621,39 @@ def anomaly_features(state: CustomerState, body: dict[str, Any], at: float) -> d
 def offer_features(state: CustomerState, now: float) -> dict[str, float]:
     """Context for offer propensity: who the customer is and how they use the bank."""
     w = state.windows
-    ref = state.reference or {}
+    ref = state.reference or NO_REFERENCE
     features = {
         "log_inflow_30d": math.log1p(w.total("30d", "inflow_amount")),
         "log_spend_30d": math.log1p(w.total("30d", "spend_amount")),
         "foreign_countries": float(max(0, len(state.countries) - 1)),
         "logins_30d": min(100.0, w.total("30d", "logins")),
-        "tenure_years": _days(ref.get("joined_at"), now, 50 * 365.0) / 365.0,
-        "products_held": float(len(ref.get("products", ()))),
-        "age": float(datetime.fromtimestamp(now, tz=timezone.utc).year - ref["birth_year"])
-        if ref.get("birth_year")
-        else 40.0,
+        "tenure_years": _days(ref.joined_at, now, 50 * 365.0) / 365.0,
+        "products_held": float(len(ref.products)),
+        "age": float(time.gmtime(now).tm_year - ref.birth_year) if ref.birth_year else 40.0,
     }
-    features.update(_segment_flags(ref.get("segment")))
+    features.update(_segment_flags(ref.segment))
     return features
+
+
+_CONTACTS_30D = tuple((channel, f"contacts_{channel}_30d") for channel in CHANNELS)
 
 
 def profile_fields(state: CustomerState, now: float) -> dict[str, Any]:
     """The customer-facing profile: aggregates, RFM, channel mix, recency."""
     w = state.windows
-    ref = state.reference or {}
+    ref = state.reference or NO_REFERENCE
     totals = w.snapshot()
-    contacts = {c: totals[f"contacts_{c}_30d"] for c in CHANNELS}
+    contacts = {channel: totals[name] for channel, name in _CONTACTS_30D}
     all_contacts = sum(contacts.values())
     return {
         "as_of": now,
-        "segment": ref.get("segment", ""),
-        "rm_id": ref.get("rm_id", ""),
-        "branch_id": ref.get("branch_id", ""),
-        "products": list(ref.get("products", ())),
-        "marketing_consent": bool(ref.get("marketing_consent", False)),
-        "tenure_days": round(_days(ref.get("joined_at"), now, 100 * 365.0), 1),
-        "age": datetime.fromtimestamp(now, tz=timezone.utc).year - ref["birth_year"]
-        if ref.get("birth_year")
-        else None,
+        "segment": ref.segment or "",
+        "rm_id": ref.rm_id,
+        "branch_id": ref.branch_id,
+        "products": list(ref.products),
+        "marketing_consent": bool(ref.marketing_consent),
+        "tenure_days": round(_days(ref.joined_at, now, 100 * 365.0), 1),
+        "age": time.gmtime(now).tm_year - ref.birth_year if ref.birth_year else None,
         "aggregates": totals,
         "recency_days": round(_days(state.last_transaction, now, 365.0), 2),
         "frequency_30d": totals["spend_count_30d"],
