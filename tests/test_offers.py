@@ -70,7 +70,9 @@ def test_channel_cap_moves_the_offer_to_another_channel() -> None:
     memory = OfferMemory()
     for i in range(POLICY.max_impressions_per_channel_per_week):
         impression(memory, T0 + i, "mobile_app")
-    choice = choose(memory, at=T0 + 60, estimates={**dict.fromkeys(EVERY_OFFER, 0.01), "savings": 0.9})
+    choice = choose(
+        memory, at=T0 + 60, estimates={**dict.fromkeys(EVERY_OFFER, 0.01), "savings": 0.9}
+    )
     assert choice.offer_id == "savings" and choice.channel != "mobile_app"
 
 
