@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError
 from confluent_kafka import Consumer, TopicPartition
 
 from crmstream.settings import Settings, load_settings
@@ -31,6 +31,7 @@ from operators.profile import CustomerState
 from operators.records import DeadLetter, Event, Output, ScoreRequest
 from sinks.dead_letter import DeadLetterSink
 from sinks.redis_sink import RedisWriter
+from sources.kafka import source_message
 
 
 class Floor:
@@ -84,16 +85,7 @@ def _source_messages(raw: list[Any]) -> list[Any]:
     """confluent-kafka messages as the engine's Kafka source hands them to the decoder."""
     out: list[Any] = []
     for msg in raw:
-        message = KafkaSourceMessage(
-            key=msg.key(),
-            value=msg.value(),
-            topic=msg.topic(),
-            headers=msg.headers() or [],
-            latency=msg.latency(),
-            offset=msg.offset(),
-            partition=msg.partition(),
-            timestamp=msg.timestamp(),
-        )
+        message = source_message(msg)
         error = msg.error()
         out.append(message if error is None else KafkaError(error, message))
     return out

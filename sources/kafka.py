@@ -33,7 +33,8 @@ SourceItem = KafkaSourceMessage | KafkaError
 _WAIT_SECONDS = 0.02
 
 
-def _source_message(message: Message) -> KafkaSourceMessage:
+def source_message(message: Message) -> KafkaSourceMessage:
+    """A confluent-kafka message as the flow's input hands it to the decoder."""
     return KafkaSourceMessage(
         key=message.key(),
         value=message.value(),
@@ -137,7 +138,7 @@ class _Partition(StatefulSourcePartition[SourceItem, int]):
             message = buffer.popleft()
             error = message.error()
             if error is None:
-                batch.append(_source_message(message))
+                batch.append(source_message(message))
                 self.offset = message.offset() + 1
             elif error.code() == ConfluentKafkaError._PARTITION_EOF:
                 self.eof = True  # StopIteration on the next call, after this batch
@@ -145,7 +146,7 @@ class _Partition(StatefulSourcePartition[SourceItem, int]):
             elif self.raise_on_errors:
                 raise RuntimeError(f"error consuming from Kafka topic {self.topic!r}: {error}")
             else:
-                batch.append(KafkaError(error, _source_message(message)))
+                batch.append(KafkaError(error, source_message(message)))
         return batch
 
     def snapshot(self) -> int:
