@@ -446,16 +446,17 @@ class ProfileLogic:
         taken now, if one was.
         """
         horizon = self.config.churn_horizon
-        rows = _ledger_rows(state.churn_ledger)
-        quiet = [(t, f) for t, f in rows if now - t >= horizon]
-        if quiet:
+        # Rows are in snapshot-time order: unless the oldest is quiet, none is.
+        if state.churn_ledger and now - state.churn_ledger[0] >= horizon:
+            rows = _ledger_rows(state.churn_ledger)
+            quiet = [(t, f) for t, f in rows if now - t >= horizon]
             state.churn_ledger = array("d")
             for t, f in rows:
                 if now - t < horizon:
                     state.churn_ledger.append(t)
                     state.churn_ledger.extend(f)
-        labels.extend(("churn", unpack(f, CHURN_FEATURES), False) for _, f in quiet)
-        resolved.extend(t for t, _ in quiet)
+            labels.extend(("churn", unpack(f, CHURN_FEATURES), False) for _, f in quiet)
+            resolved.extend(t for t, _ in quiet)
         # A full ledger takes no new snapshot until its oldest resolves: dropping the oldest
         # instead would mean an always-active customer never yields a "stayed" label.
         if (
