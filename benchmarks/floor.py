@@ -34,15 +34,44 @@ from sinks.redis_sink import RedisWriter
 from sources.kafka import source_message
 
 
+class InProcessSteps:
+    """The engine's steps after decoding, in one process: profile, model shard, decision.
+
+    Per-customer state is the caller's; model shards are kept here, one per shard key.
+    """
+
+    def __init__(self, steps: EngineSteps) -> None:
+        self.apply, self.decide = steps.profile.apply, steps.decisions.decide
+        self.choice, self.shard_count = steps.models, steps.shards
+        self.offer_ids = steps.decisions.offer_ids
+        self.shards: dict[str, ModelShard] = {}
+
+    def run(
+        self, customer: CustomerState, decision: DecisionState, event: Event
+    ) -> list[Output | DeadLetter]:
+        out: list[Output | DeadLetter] = []
+        shards = self.shards
+        for result in self.apply(customer, event):
+            if not isinstance(result, ScoreRequest):
+                out.append(result)
+                continue
+            key = shard_of(result.customer_id, self.shard_count)
+            shard = shards.get(key)
+            if shard is None:
+                shard = shards[key] = ModelShard(self.choice)
+            out.append(self.decide(decision, shard.handle(result, self.offer_ids)))
+        return out
+
+
 class Floor:
     """The engine's steps over plain dicts; `process` takes one batch of Kafka messages."""
 
     def __init__(self, settings: Settings) -> None:
         steps = EngineSteps.from_settings(settings)
         self.decode, self.profile, self.decisions = steps.decode, steps.profile, steps.decisions
+        self.steps = InProcessSteps(steps)
         self.choice, self.shard_count = steps.models, steps.shards
         self.offer_ids = self.decisions.offer_ids
-        self.shards: dict[str, ModelShard] = {}
         self.customers: dict[str, CustomerState] = {}
         self.decided: dict[str, DecisionState] = {}
         self.writer = RedisWriter(settings.redis, settings.lifecycle.dormant_after_days * 86400.0)
@@ -54,8 +83,7 @@ class Floor:
     def process(self, messages: list[Any]) -> tuple[list[Output], list[DeadLetter]]:
         outputs: list[Output] = []
         dead: list[DeadLetter] = []
-        customers, decided, shards = self.customers, self.decided, self.shards
-        apply, decide, decode = self.profile.apply, self.decisions.decide, self.decode
+        customers, decided, run, decode = self.customers, self.decided, self.steps.run, self.decode
         for message in messages:
             record = decode(message)
             if not isinstance(record, Event):
@@ -65,19 +93,14 @@ class Floor:
             state = customers.get(customer_id)
             if state is None:
                 state = customers[customer_id] = CustomerState()
-            for result in apply(state, record):
-                if not isinstance(result, ScoreRequest):
+            decision = decided.get(customer_id)
+            if decision is None:
+                decision = decided[customer_id] = DecisionState()
+            for result in run(state, decision, record):
+                if isinstance(result, DeadLetter):
                     dead.append(result)
-                    continue
-                key = shard_of(result.customer_id, self.shard_count)
-                shard = shards.get(key)
-                if shard is None:
-                    shard = shards[key] = ModelShard(self.choice)
-                scored = shard.handle(result, self.offer_ids)
-                decision = decided.get(customer_id)
-                if decision is None:
-                    decision = decided[customer_id] = DecisionState()
-                outputs.append(decide(decision, scored))
+                else:
+                    outputs.append(result)
         return outputs, dead
 
 
@@ -165,7 +188,7 @@ def run_floor(
         "batches": batches,
         "batch_size": batch,
         "customers": len(floor.customers),
-        "model_shards": len(floor.shards),
+        "model_shards": len(floor.steps.shards),
         "seconds_total": finished - started,
         "seconds_by_phase": seconds,
         "complete": handled >= expect,

@@ -40,12 +40,12 @@ from quixstreams.models import HeadersTuples, TopicConfig
 from quixstreams.sinks import BatchingSink, SinkBatch
 from quixstreams.state.rocksdb import RocksDBOptions
 
+from benchmarks.floor import InProcessSteps
 from crmstream.settings import Settings, load_settings
 from flows.engine import EngineSteps
-from online_models.shard import ModelShard, shard_of
 from operators.decisions import DecisionState
 from operators.profile import CustomerState
-from operators.records import DeadLetter, Event, Output, ScoreRequest
+from operators.records import DeadLetter, Event, Output
 from sinks.dead_letter import DeadLetterSink
 from sinks.redis_sink import RedisWriter
 
@@ -121,14 +121,8 @@ class PeerSteps:
 
     def __init__(self, settings: Settings, progress: Progress, expect: int, app: Any) -> None:
         steps = EngineSteps.from_settings(settings)
-        self.decode, self.apply, self.decide = (
-            steps.decode,
-            steps.profile.apply,
-            steps.decisions.decide,
-        )
-        self.choice, self.shard_count = steps.models, steps.shards
-        self.offer_ids = steps.decisions.offer_ids
-        self.shards: dict[str, ModelShard] = {}
+        self.decode = steps.decode
+        self.results = InProcessSteps(steps).run
         self.customers: dict[str, CustomerState] = {}
         self.decided: dict[str, DecisionState] = {}
         self.progress, self.expect, self.app = progress, expect, app
@@ -159,22 +153,6 @@ class PeerSteps:
         if progress.handled >= self.expect:
             self.app.stop()  # the loop ends, then Quix's final checkpoint flushes the sinks
         return record
-
-    def results(
-        self, customer: CustomerState, decision: DecisionState, record: Event
-    ) -> list[Output | DeadLetter]:
-        out: list[Output | DeadLetter] = []
-        shards = self.shards
-        for result in self.apply(customer, record):
-            if not isinstance(result, ScoreRequest):
-                out.append(result)
-                continue
-            key = shard_of(result.customer_id, self.shard_count)
-            shard = shards.get(key)
-            if shard is None:
-                shard = shards[key] = ModelShard(self.choice)
-            out.append(self.decide(decision, shard.handle(result, self.offer_ids)))
-        return out
 
     def with_quix_state(self, record: Event | DeadLetter, state: State) -> list[Any]:
         if not isinstance(record, Event):
