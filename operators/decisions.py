@@ -149,6 +149,7 @@ class DecisionLogic:
 
         candidates = list(self._alert_candidates(state, scored, tier, scores))
         alerts = []
+        cooled_down: list[str] = []
         for kind, severity, reasons in candidates:
             cooldown = alerts_config.cooldown_seconds.get(kind, 0)
             last = state.last_alert.get(kind)
@@ -156,6 +157,7 @@ class DecisionLogic:
                 if kind == "churn_risk":
                     # Stay armed: still at risk when the cool-down ends means a new alert.
                     state.churn_armed = True
+                cooled_down.append(kind)
                 continue
             state.last_alert[kind] = at
             alerts.append(
@@ -229,6 +231,7 @@ class DecisionLogic:
             scores=scores,
             quality=quality,
             offer_decision=decision,
+            cooled_down=tuple(cooled_down),
         )
 
     def _next_best_offer(

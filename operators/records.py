@@ -222,3 +222,5 @@ class Output(Record):
     quality: list[tuple[str, float, bool]] = field(default_factory=list)
     offer_decision: dict[str, Any] | None = None
     """A new next-best-offer decision, with its context and propensity, for the decision log."""
+    cooled_down: tuple[str, ...] = ()
+    """Alert types this event qualified for but did not send: the customer's cool-down held."""

@@ -48,6 +48,12 @@ REDIS_BATCH_SECONDS = Histogram(
 ALERTS = Counter(
     "crmstream_alerts_total", "Alerts emitted to RMs, by type and severity.", ["type", "severity"]
 )
+ALERTS_COOLED_DOWN = Counter(
+    "crmstream_alerts_cooled_down_total",
+    "Alerts an event qualified for but did not send: the customer had one of the type within "
+    "its cool-down (alerts.cooldown_seconds).",
+    ["type"],
+)
 ALERTS_SUPPRESSED = Counter(
     "crmstream_alerts_replayed_total",
     "Alerts refused by Redis because the same alert id was already emitted (replays).",

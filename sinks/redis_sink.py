@@ -235,6 +235,8 @@ class RedisWriter:
                 if "anomaly_score" in o.scores and o.topic.endswith("transactions")
             ],
         )
+        for kind, count in Counter(k for o in outputs for k in o.cooled_down).items():
+            metrics.ALERTS_COOLED_DOWN.labels(kind).inc(count)
         for alert, fresh in zip(alerts, emitted, strict=True):
             if fresh:
                 metrics.ALERTS.labels(alert.type, alert.severity).inc()

@@ -10,6 +10,7 @@ import pytest
 import redis
 from factories import DAY, PROFILE_FIELDS, T0, alert, output, settings
 from helpers import settings_for
+from prometheus_client import REGISTRY
 
 from crmstream.devservices import Service
 from crmstream.settings import Redis as RedisSettings
@@ -273,3 +274,20 @@ def test_offer_decisions_are_logged_once_with_their_propensities(
     assert float(entry["action_probability"]) == 0.9625
     assert entry["explored"] == "0"
     assert orjson.loads(entry["context"]) == {"log_inflow_30d": 8.1}
+
+
+def test_alerts_held_by_the_cool_down_are_counted_by_type(writer: RedisWriter) -> None:
+    def cooled_down(kind: str) -> float:
+        value = REGISTRY.get_sample_value("crmstream_alerts_cooled_down_total", {"type": kind})
+        return value or 0.0
+
+    before = cooled_down("suspicious_transaction"), cooled_down("churn_risk")
+    held = output("c1")
+    held.cooled_down = ("suspicious_transaction",)
+    again = output("c1", at=T0 + 1)
+    again.cooled_down = ("suspicious_transaction", "churn_risk")
+
+    writer.write([held, again, output("c2")])
+
+    after = cooled_down("suspicious_transaction"), cooled_down("churn_risk")
+    assert (after[0] - before[0], after[1] - before[1]) == (2.0, 1.0)
