@@ -477,17 +477,30 @@ class PlainHalfSpaceTrees:
         return rank
 
 
-class AnomalyWatch:
-    """Per transaction: amount, kind, truth, the engine's alert and the baseline's rank.
+_ANOMALY_METHODS = ("engine", "amount_threshold", "plain_half_space_trees")
 
-    Every method is then a mask over the same transactions, so each can be given exactly
-    the engine's number of flags (the alert budget as the engine spent it).
+
+class AnomalyWatch:
+    """Per transaction: amount, kind, truth, the engine's judgement and the baseline's rank.
+
+    Every method is then a mask over the same transactions, compared twice. As flags on
+    transactions: each baseline flags as many as the engine judged suspicious (alerted, or
+    held back by the customer's alert cool-down). As alerts to the RM: every method's flags
+    go through the engine's per-customer cool-down, and each baseline is given as many
+    alerts as the engine sent (the alert budget as the engine spent it).
     """
 
-    def __init__(self, truth: Truth, budget: float, min_amount: float, seed: int) -> None:
+    def __init__(
+        self, truth: Truth, budget: float, min_amount: float, cooldown: float, seed: int
+    ) -> None:
         self.truth = truth
         self.budget = budget
         self.min_amount = min_amount
+        self.cooldown = cooldown
+        self.customer = array("i")
+        self.customer_index: dict[str, int] = {}
+        self.at = array("d")
+        self.engine_judged = array("b")  # alerted or held back by the cool-down
         self.rank_qualified = 0  # anomaly score at or above the alert rank
         self.rank_and_amount_qualified = 0  # ... and at least the minimum amount
         self.alertable = 0  # transactions of at least the minimum amount
@@ -520,6 +533,11 @@ class AnomalyWatch:
             if alert.type == "suspicious_transaction":
                 flag = 1 if alert.reasons and alert.reasons[0].startswith("rule ") else 2
         self.engine_flag.append(flag)
+        self.engine_judged.append(flag > 0 or "suspicious_transaction" in output.cooled_down)
+        self.customer.append(
+            self.customer_index.setdefault(event.customer_id, len(self.customer_index))
+        )
+        self.at.append(event.event_time)
         started = time.perf_counter()
         self.plain_rank.append(self.plain.rank(shard, request.anomaly_features))
         self.plain_seconds += time.perf_counter() - started
@@ -586,14 +604,39 @@ class AnomalyWatch:
             mask[np.argsort(-scores, kind="mergesort")[:k]] = True
         return mask
 
+    def _cool_down(self, flags: np.ndarray) -> np.ndarray:
+        """The flags that become alerts under the engine's per-customer cool-down."""
+        alerts = np.zeros(len(flags), dtype=bool)
+        customers, times = self.customer, self.at
+        last: dict[int, float] = {}
+        for row in np.flatnonzero(flags).tolist():
+            customer, at = customers[row], times[row]
+            previous = last.get(customer)
+            if previous is not None and 0 <= at - previous < self.cooldown:
+                continue
+            last[customer] = at
+            alerts[row] = True
+        return alerts
+
+    def _top_alerts(self, scores: np.ndarray, alerts: int) -> np.ndarray:
+        """Alerts from the fewest highest scores whose flags, cooled down, make `alerts`."""
+        low, high = 0, len(scores)
+        while low < high:
+            middle = (low + high) // 2
+            if self._cool_down(self._top(scores, middle)).sum() < alerts:
+                low = middle + 1
+            else:
+                high = middle
+        return self._cool_down(self._top(scores, low))
+
     def report(self) -> dict[str, Any]:
         engine = np.frombuffer(self.engine_flag, dtype=np.int8)
-        flagged = engine > 0
-        budget = int(flagged.sum())
+        alerted = engine > 0
+        judged = np.frombuffer(self.engine_judged, dtype=np.int8).astype(bool)
         amount = np.frombuffer(self.amount, dtype=float)
         card = np.frombuffer(self.card, dtype=np.int8).astype(bool)
         rank = np.frombuffer(self.plain_rank, dtype=np.float32).astype(float)
-        threshold = self._top(np.where(card, amount, -1.0), budget)
+        card_amount = np.where(card, amount, -1.0)
         fraud_rows = np.fromiter(self.fraud_index.values(), dtype=np.int64)
         by_source = {}
         for code, source in ((1, "rule"), (2, "model")):
@@ -604,28 +647,28 @@ class AnomalyWatch:
                 "true_positives": hits,
                 "precision": _round(hits / alerts) if alerts else None,
             }
+        n = len(engine)
+        alert_count, judged_count = int(alerted.sum()), int(judged.sum())
+        threshold_flags = self._top(card_amount, judged_count)
+        threshold_alerts = self._top_alerts(card_amount, alert_count)
+        cooldown_minutes = f"{self.cooldown / 60:g}-minute"
         return {
-            "transactions": len(engine),
+            "transactions": n,
             "fraudulent_transactions": len(fraud_rows),
             "fraudulent_transactions_by_type": dict(
                 Counter(self.truth.fraud_ids[t] for t in self.fraud_index)
             ),
+            "cooldown_seconds": self.cooldown,
             "budget_spent": {
                 "configured_budget": self.budget,
-                "score_at_or_above_alert_rank": _round(self.rank_qualified / len(engine), 5)
-                if len(engine)
+                "score_at_or_above_alert_rank": _round(self.rank_qualified / n, 5) if n else None,
+                "and_at_least_min_amount": _round(self.rank_and_amount_qualified / n, 5)
+                if n
                 else None,
-                "and_at_least_min_amount": _round(self.rank_and_amount_qualified / len(engine), 5)
-                if len(engine)
+                "model_alerts_after_cool_down": _round(by_source["model"]["alerts"] / n, 5)
+                if n
                 else None,
-                "model_alerts_after_cool_down": _round(
-                    by_source["model"]["alerts"] / len(engine), 5
-                )
-                if len(engine)
-                else None,
-                "alertable_share_of_transactions": _round(self.alertable / len(engine), 5)
-                if len(engine)
-                else None,
+                "alertable_share_of_transactions": _round(self.alertable / n, 5) if n else None,
                 "of_alertable_at_or_above_alert_rank": _round(
                     self.rank_and_amount_qualified / self.alertable, 5
                 )
@@ -640,34 +683,53 @@ class AnomalyWatch:
                 "alerts.suspicious_min_amount): how the engine's anomaly alerts fall short "
                 "of (or exceed) the configured budget, step by step",
             },
-            "engine": {
-                **self._scores(flagged),
-                "by_source": by_source,
-                "note": "suspicious_transaction alerts (rules and model, after the minimum "
-                "amount and the 10-minute per-customer cool-down)",
+            "alerts": {
+                "note": f"alerts to the RM: every method's flags pass the same {cooldown_minutes} "
+                "per-customer cool-down the engine applies, and each baseline gets as many "
+                "alerts as the engine sent; precision is the share of alerts on a fraudulent "
+                "payment, and what counts is how many episodes are caught and how early",
+                "engine": {
+                    **self._scores(alerted),
+                    "by_source": by_source,
+                    "note": "suspicious_transaction alerts (rules and model, after the minimum "
+                    "amount and the per-customer cool-down)",
+                },
+                "amount_threshold": {
+                    **self._scores(threshold_alerts),
+                    "note": "card payments above one fixed amount chosen in hindsight, cooled down",
+                },
+                "plain_half_space_trees": {
+                    **self._scores(self._top_alerts(rank, alert_count)),
+                    "note": "the highest plain HalfSpaceTrees ranks, cooled down",
+                },
             },
-            "amount_threshold": {
-                **self._scores(threshold),
-                "threshold_base_currency": _round(float(amount[threshold].min()), 2)
-                if budget
-                else None,
-                "note": "the card payments above one fixed amount, chosen in hindsight to "
-                "flag as many transactions as the engine alerted",
-            },
-            "plain_half_space_trees": {
-                **self._scores(self._top(rank, budget)),
-                "note": "River HalfSpaceTrees (MinMaxScaler, 10 trees, height 8, window 250) "
-                "per shard on the profile's anomaly features, scored then learned; the "
-                "transactions whose rank among the shard's last 5,000 scores is highest, as "
-                "many as the engine alerted",
-                "us_per_transaction": _round(self.plain_seconds / len(engine) * 1e6, 1)
-                if len(engine)
-                else None,
+            "transaction_flags": {
+                "note": "flags on transactions, no cool-down for any method: the engine's are "
+                "the transactions it judged suspicious (alerted, or held back because the "
+                "customer had an alert within the cool-down); each baseline flags as many",
+                "engine": self._scores(judged),
+                "amount_threshold": {
+                    **self._scores(threshold_flags),
+                    "threshold_base_currency": _round(float(amount[threshold_flags].min()), 2)
+                    if judged_count
+                    else None,
+                    "note": "the card payments above one fixed amount, chosen in hindsight to "
+                    "flag as many transactions as the engine judged suspicious",
+                },
+                "plain_half_space_trees": {
+                    **self._scores(self._top(rank, judged_count)),
+                    "note": "River HalfSpaceTrees (MinMaxScaler, 10 trees, height 8, window "
+                    "250) per shard on the profile's anomaly features, scored then learned; "
+                    "the transactions whose rank among the shard's last 5,000 scores is "
+                    "highest, as many as the engine judged suspicious",
+                    "us_per_transaction": _round(self.plain_seconds / n * 1e6, 1) if n else None,
+                },
             },
             "plain_half_space_trees_at_configured_budget": {
                 **self._scores(rank >= 1.0 - self.budget),
                 "budget": self.budget,
-                "note": "the same detector flagging every rank >= 1 - alerts.suspicious_budget",
+                "note": "the same detector flagging every rank >= 1 - alerts.suspicious_budget, "
+                "no cool-down",
             },
         }
 
@@ -1109,7 +1171,11 @@ def run(size: Size, settings: Settings | None = None) -> dict[str, Any]:
     churn = ChurnWatch(fixed_moment, horizon)
     budget = settings.alerts.suspicious_budget
     anomalies = AnomalyWatch(
-        truth, budget, settings.alerts.suspicious_min_amount, settings.models.seed
+        truth,
+        budget,
+        settings.alerts.suspicious_min_amount,
+        float(settings.alerts.cooldown_seconds.get("suspicious_transaction", 0)),
+        settings.models.seed,
     )
     acceptance = HiddenAcceptance(
         config, lambda cid: _held_back(cid, size.seed, size.holdout_share)
@@ -1289,23 +1355,25 @@ def _verdicts(report: dict[str, Any]) -> dict[str, str]:
             horizon["label_closed"], "days_since_last_activity", "AUC for closing within H"
         )
     anomalies = report["anomalies"]
-    engine = anomalies["engine"]
-    for name in ("amount_threshold", "plain_half_space_trees"):
-        other = anomalies[name]
-        if engine["recall"] is None or other["recall"] is None:
-            out[f"anomalies vs {name}"] = "not measurable"
-            continue
-        ahead = engine["true_positives"] > other["true_positives"]
-        out[f"anomalies vs {name}"] = (
-            f"{'beats' if ahead else 'does NOT beat'} it on fraudulent payments flagged with "
-            f"the same number of flags: precision {engine['precision']:.3f} vs "
-            f"{other['precision']:.3f}, recall {engine['recall']:.3f} vs {other['recall']:.3f} "
-            f"(ATO payments {_fmt(engine['recall_by_episode_type']['ato'])} vs "
-            f"{_fmt(other['recall_by_episode_type']['ato'])}; fraudulent amount "
-            f"{_fmt(engine['fraud_amount_recall'])} vs {_fmt(other['fraud_amount_recall'])}; "
-            f"card-testing episodes flagged {engine['episodes']['card_testing']['episodes_caught']}"
-            f" vs {other['episodes']['card_testing']['episodes_caught']})"
-        )
+    for view, what in (("alerts", "RM alerts"), ("transaction_flags", "transaction flags")):
+        engine = anomalies[view]["engine"]
+        for name in ("amount_threshold", "plain_half_space_trees"):
+            other = anomalies[view][name]
+            if engine["recall"] is None or other["recall"] is None:
+                out[f"anomalies vs {name}, {what}"] = "not measurable"
+                continue
+            ahead = engine["true_positives"] > other["true_positives"]
+            e, o = engine["episodes"], other["episodes"]
+            out[f"anomalies vs {name}, {what}"] = (
+                f"{'beats' if ahead else 'does NOT beat'} it with {other['flags']:,} "
+                f"{what} each: precision {engine['precision']:.3f} vs {other['precision']:.3f}, "
+                f"fraudulent payments {engine['recall']:.3f} vs {other['recall']:.3f}; "
+                f"episodes caught: ATO {e['ato']['episodes_caught']} vs "
+                f"{o['ato']['episodes_caught']}, card testing "
+                f"{e['card_testing']['episodes_caught']} vs {o['card_testing']['episodes_caught']}"
+                f"; fraudulent amount {_fmt(engine['fraud_amount_recall'])} vs "
+                f"{_fmt(other['fraud_amount_recall'])}"
+            )
     value = report["offers"].get("all_impressions", {}).get("value_per_impression", {})
     for name in ("random", "most_popular"):
         entry = value.get(name, {})
@@ -1339,7 +1407,7 @@ def _findings(report: dict[str, Any]) -> list[str]:
             "model with the best recency score in the warm columns."
         )
     anomalies = report["anomalies"]
-    engine = anomalies["engine"]
+    engine = anomalies["alerts"]["engine"]
     budget = report["settings"]["alerts"]["suspicious_budget"]
     spent = anomalies.get("budget_spent")
     steps = (
@@ -1364,19 +1432,18 @@ def _findings(report: dict[str, Any]) -> list[str]:
         "budget plain HalfSpaceTrees reaches recall "
         f"{_fmt(anomalies['plain_half_space_trees_at_configured_budget']['recall'])}."
     )
-    by_type = engine["recall_by_episode_type"]
-    plain = anomalies["plain_half_space_trees"]
     kinds = anomalies.get("fraudulent_transactions_by_type", {})
     share = kinds.get("card_testing", 0) / max(1, anomalies["fraudulent_transactions"])
+    flags = anomalies["transaction_flags"]
     notes.append(
         f"Anomalies: {share:.0%} of the fraudulent transactions are card-testing payments "
-        "(many tiny payments per burst): below the minimum amount only the CARD_TESTING "
-        "rule can flag them, and its cool-down holds the rest of the burst: card-testing "
-        f"payments flagged {_fmt(by_type['card_testing'])} vs plain "
-        f"HalfSpaceTrees {_fmt(plain['recall_by_episode_type']['card_testing'])}, but "
-        f"card-testing episodes flagged {engine['episodes']['card_testing']['episodes_caught']} "
-        f"vs {plain['episodes']['card_testing']['episodes_caught']}; on account-takeover "
-        f"payments {_fmt(by_type['ato'])} vs {_fmt(plain['recall_by_episode_type']['ato'])}."
+        "(many tiny payments per burst). Below the minimum amount only the CARD_TESTING rule "
+        "can judge them suspicious; once it has, the cool-down holds the rest of the burst "
+        "back from the RM (one alert per burst) while every payment of it is still judged "
+        f"suspicious: card-testing payments flagged {_fmt(engine['recall_by_episode_type']['card_testing'])} "
+        f"as alerts, {_fmt(flags['engine']['recall_by_episode_type']['card_testing'])} as "
+        "transaction flags. Comparing the engine's cooled-down alerts with baselines' "
+        "uncooled flags would count each baseline's burst of flags as many alerts."
     )
     written = report["offers"].get("ips", {}).get("decision_log_as_written", {})
     if written.get("decisions"):
@@ -1509,34 +1576,43 @@ def markdown(report: dict[str, Any], command: str) -> str:
     else:
         lines += ["", f"At a fixed moment: {horizon.get('note')}."]
 
+    alerts, flags = anomalies["alerts"], anomalies["transaction_flags"]
     lines += [
         "",
         "## Anomalies",
         "",
         f"{anomalies['transactions']:,} transactions, {anomalies['fraudulent_transactions']:,} "
-        "fraudulent. Each baseline flags exactly as many transactions as the engine alerted "
-        f"({anomalies['engine']['flags']:,}, "
-        f"{_fmt(anomalies['engine']['flagged_share_of_transactions'], 4)} of transactions); "
-        "the last row is plain HalfSpaceTrees at the configured budget instead.",
+        "fraudulent. Two views, each with the same number of flags for every method. "
+        f"**RM alerts**: every method's flags pass the engine's "
+        f"{anomalies['cooldown_seconds'] / 60:g}-minute per-customer cool-down, and each "
+        f"baseline gets as many alerts as the engine sent ({alerts['engine']['flags']:,}, "
+        f"{_fmt(alerts['engine']['flagged_share_of_transactions'], 4)} of transactions). "
+        "**Transaction flags**: no cool-down; the engine's flags are the transactions it "
+        "judged suspicious, alerted or held back by the cool-down "
+        f"({flags['engine']['flags']:,}). The last row is plain HalfSpaceTrees at the "
+        "configured budget, without cool-down.",
         "",
-        "| method | flags | true positives | precision | recall | recall: ATO payments "
+        "| view | method | flags | true positives | precision | recall | recall: ATO payments "
         "| recall: card-testing payments | share of fraudulent amount flagged | ATO episodes "
         "flagged | ATO: median fraudulent payments before the first flag | card-testing "
         "episodes flagged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in (
-        "engine",
-        "amount_threshold",
-        "plain_half_space_trees",
-        "plain_half_space_trees_at_configured_budget",
-    ):
-        entry = anomalies[name]
+    rows = [
+        *(("RM alerts", name, alerts[name]) for name in _ANOMALY_METHODS),
+        *(("transaction flags", name, flags[name]) for name in _ANOMALY_METHODS),
+        (
+            "flags at the configured budget",
+            "plain_half_space_trees",
+            anomalies["plain_half_space_trees_at_configured_budget"],
+        ),
+    ]
+    for view, name, entry in rows:
         episodes = entry.get("episodes") or {}
         ato, testing = episodes.get("ato", {}), episodes.get("card_testing", {})
         by_type = entry.get("recall_by_episode_type", {})
         lines.append(
-            f"| {name} | {_fmt(entry['flags'])} | {_fmt(entry['true_positives'])} | "
+            f"| {view} | {name} | {_fmt(entry['flags'])} | {_fmt(entry['true_positives'])} | "
             f"{_fmt(entry['precision'])} | {_fmt(entry['recall'])} | "
             f"{_fmt(by_type.get('ato'))} | {_fmt(by_type.get('card_testing'))} | "
             f"{_fmt(entry.get('fraud_amount_recall'))} | "
@@ -1544,18 +1620,18 @@ def markdown(report: dict[str, Any], command: str) -> str:
             f"{_fmt(ato.get('median_fraudulent_payments_before_first_flag'))} | "
             f"{_fmt(testing.get('episodes_caught'))}/{_fmt(testing.get('episodes'))} |"
         )
-    by_source = anomalies["engine"]["by_source"]
+    by_source = alerts["engine"]["by_source"]
     lines += [
         "",
         f"Engine alerts by source: rules {by_source['rule']['alerts']:,} "
         f"(precision {_fmt(by_source['rule']['precision'])}), model "
         f"{by_source['model']['alerts']:,} (precision {_fmt(by_source['model']['precision'])}). "
-        f"Amount threshold: card payments above "
-        f"{_fmt(anomalies['amount_threshold']['threshold_base_currency'], 2)} (base currency). "
+        f"Amount threshold (transaction flags): card payments above "
+        f"{_fmt(flags['amount_threshold']['threshold_base_currency'], 2)} (base currency). "
         "An episode never flagged counts all its payments as got through. The engine's "
         "model may not alert below `alerts.suspicious_min_amount`, so tiny card-testing "
-        "payments can only be flagged by the CARD_TESTING rule, once per per-customer "
-        "cool-down; the baselines have neither limit.",
+        "payments can only be judged by the CARD_TESTING rule; the baselines have no such "
+        "limit.",
         "",
         "## Next-best-offer",
         "",
@@ -1656,7 +1732,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
         f"Offer scoring covers all {calls['offers_in_catalogue']} catalogue offers. The replay "
         f"ran at {cost['replay_events_per_second']:,.0f} events/s with the harness's "
         "observers (including the plain HalfSpaceTrees baseline at "
-        f"{_fmt(anomalies['plain_half_space_trees']['us_per_transaction'], 1)} µs per "
+        f"{_fmt(anomalies['transaction_flags']['plain_half_space_trees']['us_per_transaction'], 1)} µs per "
         "transaction).",
         "",
     ]
