@@ -1408,6 +1408,8 @@ def _findings(report: dict[str, Any]) -> list[str]:
         )
     anomalies = report["anomalies"]
     engine = anomalies["alerts"]["engine"]
+    judged = anomalies["transaction_flags"]["engine"]
+    at_budget = anomalies["plain_half_space_trees_at_configured_budget"]
     budget = report["settings"]["alerts"]["suspicious_budget"]
     spent = anomalies.get("budget_spent")
     steps = (
@@ -1429,8 +1431,9 @@ def _findings(report: dict[str, Any]) -> list[str]:
     notes.append(
         f"Anomalies: the engine alerted on {engine['flagged_share_of_transactions']:.2%} of "
         f"transactions against a configured budget of {budget:.2%}{steps}. At the configured "
-        "budget plain HalfSpaceTrees reaches recall "
-        f"{_fmt(anomalies['plain_half_space_trees_at_configured_budget']['recall'])}."
+        f"budget plain HalfSpaceTrees flags {at_budget['flags']:,} transactions and reaches "
+        f"recall {_fmt(at_budget['recall'])}; the engine's {judged['flags']:,} transaction "
+        f"flags reach {_fmt(judged['recall'])}."
     )
     kinds = anomalies.get("fraudulent_transactions_by_type", {})
     share = kinds.get("card_testing", 0) / max(1, anomalies["fraudulent_transactions"])
