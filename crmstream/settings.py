@@ -230,6 +230,16 @@ class Models(Section):
     churn_horizon_days: PositiveInt
     churn_snapshot_every_hours: PositiveInt
     churn_ledger_size: PositiveInt
+    anomaly_hold_candidates: bool = Field(
+        description="hold the most unusual transactions back from the detector until their "
+        "verdict, so confirmed fraud is never learned as normal"
+    )
+    anomaly_feedback_weight: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="share of the supervised re-ranker (trained on verdicts) in the anomaly "
+        "rank once it is warm; 0 ranks by the detector alone",
+    )
     offer_catalogue: str = Field(
         description="offer catalogue TOML, relative to config/ or absolute"
     )

@@ -170,6 +170,8 @@ def model_choice(settings: Settings) -> ModelChoice:
         seed=settings.models.seed,
         shards=settings.engine.model_shards,
         alert_min_amount=settings.alerts.suspicious_min_amount,
+        anomaly_hold_candidates=settings.models.anomaly_hold_candidates,
+        anomaly_feedback_weight=settings.models.anomaly_feedback_weight,
     )
     # Fail at start, naming the bad setting, rather than on the first event.
     for role in ("churn", "anomaly", "offers"):

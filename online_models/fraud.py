@@ -21,6 +21,10 @@ QualityPair = tuple[str, float, bool]
 class FraudScorer:
     """Scores transactions in [0, 1] as a rank among recent ones; learns from verdicts.
 
+    `hold_candidates=False` lets the detector learn candidates at once (they still wait
+    for their verdict to train the re-ranker); `feedback_weight` is the re-ranker's share
+    of the rank once it is warm (0: the detector alone).
+
     >>> from online_models.anomaly import HalfSpaceTreesDetector
     >>> scorer = FraudScorer(HalfSpaceTreesDetector(seed=1), quarantine_rank=0.0)
     >>> rank, _ = scorer.score_one("c1:t1", 0.0, {"log_amount": 9.0})
@@ -32,15 +36,21 @@ class FraudScorer:
     0
     """
 
+    # Checkpoints written before the setting existed held candidates back.
+    hold_candidates = True
+
     def __init__(
         self,
         detector: Any,
         quarantine_rank: float = 0.99,
         verdict_window_seconds: float = 7 * 86400.0,
         capacity: int = 10_000,
+        hold_candidates: bool = True,
+        feedback_weight: float = 0.5,
     ) -> None:
         self.detector = detector
-        self.reranker = FeedbackReranker()
+        self.reranker = FeedbackReranker(supervised_weight=feedback_weight)
+        self.hold_candidates = hold_candidates
         self.quarantine_rank = quarantine_rank
         self.verdict_window = verdict_window_seconds
         self.capacity = capacity
@@ -67,7 +77,7 @@ class FraudScorer:
         self.clock = max(self.clock, at)
         if rank >= self.quarantine_rank:
             self.quarantine[key] = (at, x, raw, rank)
-        else:
+        if rank < self.quarantine_rank or not self.hold_candidates:
             self.detector.learn_one(x)
         return rank, self._release_unconfirmed()
 
@@ -77,7 +87,7 @@ class FraudScorer:
         if held is None:
             return []
         _, x, raw, rank = held
-        if not fraud:
+        if not fraud and self.hold_candidates:
             self.detector.learn_one(x)
         self.reranker.learn_one(x, fraud, detector_score=raw)
         return [("anomaly", rank, fraud)]
@@ -90,7 +100,8 @@ class FraudScorer:
             len(quarantine) > self.capacity or next(iter(quarantine.values()))[0] < horizon
         ):
             _, (_, x, raw, rank) = quarantine.popitem(last=False)
-            self.detector.learn_one(x)
+            if self.hold_candidates:
+                self.detector.learn_one(x)
             self.reranker.learn_one(x, False, detector_score=raw)
             released.append(("anomaly", rank, False))
         return released

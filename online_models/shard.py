@@ -30,6 +30,8 @@ class ModelChoice:
     alert_min_amount: float = 0.0
     """Transactions below this amount never raise a model alert, so are not ranked among
     those that may (`alerts.suspicious_min_amount`)."""
+    anomaly_hold_candidates: bool = True
+    anomaly_feedback_weight: float = 0.5
 
 
 class ModelShard:
@@ -38,7 +40,11 @@ class ModelShard:
     def __init__(self, choice: ModelChoice) -> None:
         self.choice = choice
         self.churn = build("churn", choice.churn, choice.seed)
-        self.anomaly = FraudScorer(build("anomaly", choice.anomaly, choice.seed))
+        self.anomaly = FraudScorer(
+            build("anomaly", choice.anomaly, choice.seed),
+            hold_candidates=choice.anomaly_hold_candidates,
+            feedback_weight=choice.anomaly_feedback_weight,
+        )
         self.offers = build("offers", choice.offers, choice.seed)
         self.shard = ""
 

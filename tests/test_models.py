@@ -287,6 +287,44 @@ def test_candidates_wait_for_their_verdict_and_confirmed_fraud_never_trains_the_
     assert scorer.feedback("c1:unknown", fraud=True) == []  # never a candidate: no pair
 
 
+def test_without_holding_candidates_the_detector_learns_each_once_at_scoring() -> None:
+    scorer = _scorer(quarantine_rank=0.0, hold_candidates=False, verdict_window_seconds=100.0)
+    scorer.score_one("c1:fraud", 0.0, {"log_amount": 9.0})
+    scorer.score_one("c1:benign", 1.0, {"log_amount": 3.0})
+    assert scorer.detector.updates == 2  # learned at once, fraud or not
+
+    # Verdicts still train the re-ranker, but never the detector a second time.
+    assert scorer.feedback("c1:fraud", fraud=True) == [("anomaly", 0.0, True)]
+    assert scorer.feedback("c1:benign", fraud=False) == [("anomaly", 0.0, False)]
+    scorer.score_one("c1:late", 500.0, {"log_amount": 3.0})
+    _, released = scorer.score_one("c1:later", 700.0, {"log_amount": 3.0})
+    assert released == [("anomaly", 0.0, False)]  # c1:late's window passed
+    assert scorer.detector.updates == 4
+    assert scorer.reranker.seen == {True: 1, False: 2}
+
+
+def test_a_zero_feedback_weight_ranks_by_the_detector_alone() -> None:
+    def ranks_once_warm(weight: float) -> tuple[float, float]:
+        """Ranks of two equally unusual payments, one of the kind verdicts confirmed."""
+        rng = random.Random(7)
+        scorer = FraudScorer(_GivenScore(), quarantine_rank=0.0, feedback_weight=weight)
+        for i in range(1_500):
+            x = {"raw": rng.random(), "night": float(rng.random() < 0.5)}
+            scorer.score_one(f"c:{i}", float(i), x)
+            scorer.feedback(f"c:{i}", fraud=x["night"] == 1.0 and x["raw"] > 0.5)
+        assert scorer.reranker.warm
+        night, _ = scorer.score_one("c:night", 2_000.0, {"raw": 0.8, "night": 1.0})
+        day, _ = scorer.score_one("c:day", 2_001.0, {"raw": 0.8, "night": 0.0})
+        return night, day
+
+    night, day = ranks_once_warm(0.0)
+    assert night == pytest.approx(day, abs=1e-3)
+    night, day = ranks_once_warm(0.5)
+    assert night > day + 0.05
+    with pytest.raises(ValueError, match="supervised_weight"):
+        FraudScorer(_GivenScore(), feedback_weight=1.5)
+
+
 def test_candidates_without_a_verdict_are_learned_as_legitimate_after_the_window() -> None:
     scorer = _scorer(quarantine_rank=0.0, verdict_window_seconds=100.0, capacity=10)
     scorer.score_one("c1:a", 0.0, {"log_amount": 3.0})

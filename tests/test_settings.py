@@ -91,3 +91,9 @@ def test_sasl_without_mechanism_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CRMSTREAM_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
     with pytest.raises(ConfigError, match="sasl_mechanism"):
         load_settings()
+
+
+def test_the_anomaly_feedback_weight_is_a_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMSTREAM_MODELS__ANOMALY_FEEDBACK_WEIGHT", "1.5")
+    with pytest.raises(ConfigError, match=r"models\.anomaly_feedback_weight"):
+        load_settings()
